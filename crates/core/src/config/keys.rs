@@ -1,0 +1,170 @@
+//! The key table. Each entry is written once here and becomes a field of [`Config`], a row of
+//! [`KEYS`] (docs, generated file, checks) and a step of the parser, so they cannot drift.
+
+use super::kinds::*;
+use super::{ConfigError, KeyDef, RawValues};
+use std::path::{Path, PathBuf};
+
+macro_rules! config_table {
+    (
+        $(
+            section $section:literal {
+                $(
+                    $(#[doc = $doc:literal])+
+                    $key:ident => $field:ident : $kind:ty = $default:literal $(, $secret:ident)? ;
+                )+
+            }
+        )+
+    ) => {
+        /// The loaded configuration. Field docs are the key's documentation.
+        #[derive(Clone, Debug)]
+        pub struct Config {
+            $($(
+                $(#[doc = $doc])+
+                pub $field: <$kind as Kind>::Value,
+            )+)+
+            /// Where the data lives: `DATA_DIR`, or the directory of the configuration file.
+            pub data_dir: PathBuf,
+            /// The file the configuration was read from.
+            pub config_path: PathBuf,
+        }
+
+        /// Every key, in the order of the generated file and documentation.
+        pub static KEYS: &[KeyDef] = &[
+            $($(
+                KeyDef {
+                    name: stringify!($key),
+                    section: $section,
+                    default: $default,
+                    doc: concat!($($doc, "\n"),+),
+                    allowed: <$kind as Kind>::allowed,
+                    secret: config_table!(@secret $($secret)?),
+                    check: |k, v| <$kind as Kind>::parse(k, v).map(|_| ()),
+                },
+            )+)+
+        ];
+
+        impl Config {
+            pub(crate) fn build(
+                raw: &RawValues,
+                path: &Path,
+                data_dir: &Path,
+            ) -> Result<Config, Vec<ConfigError>> {
+                let mut errors = Vec::new();
+                $($(
+                    let $field = {
+                        let (value, origin) = raw.get(stringify!($key));
+                        match <$kind as Kind>::parse(stringify!($key), value) {
+                            Ok(v) => Some(v),
+                            Err(reason) => {
+                                errors.push(ConfigError::bad_value(
+                                    origin.clone(),
+                                    stringify!($key),
+                                    value,
+                                    reason,
+                                    <$kind as Kind>::allowed(),
+                                ));
+                                None
+                            }
+                        }
+                    };
+                )+)+
+                match ($($($field,)+)+) {
+                    ($($(Some($field),)+)+) if errors.is_empty() => {
+                        let mut config = Config {
+                            $($($field,)+)+
+                            data_dir: data_dir.to_path_buf(),
+                            config_path: path.to_path_buf(),
+                        };
+                        if let Some(dir) = &config.data_dir_key {
+                            config.data_dir = dir.clone();
+                        }
+                        Ok(config)
+                    }
+                    _ => Err(errors),
+                }
+            }
+        }
+    };
+    (@secret secret) => { true };
+    (@secret) => { false };
+}
+
+config_table! {
+    section "General" {
+        /// The server's fully qualified host name, as the MX and A records name it
+        /// (mail.example.com). It is the SMTP greeting name and the TLS certificate's name.
+        MAILCOW_HOSTNAME => hostname: Hostname = "";
+        /// Time zone for log timestamps and dates the server writes.
+        TZ => tz: TimeZone = "UTC";
+        /// Where mailboxes, the database and certificates live. Empty means the directory that
+        /// holds this file.
+        DATA_DIR => data_dir_key: OptPath = "";
+        /// How much the server logs.
+        LOG_LEVEL => log_level: LogLevelChoice = "info";
+        /// Log lines as readable text or as one JSON object per line.
+        LOG_FORMAT => log_format: LogFormatChoice = "text";
+        /// Key for signing web sessions and tokens. `mailstead init` generates it; keep it secret.
+        SESSION_KEY => session_key: Secret = "", secret;
+    }
+    section "Listeners" {
+        /// SMTP for mail from other servers (MX). A port, or IP:PORT to bind one address.
+        SMTP_PORT => smtp_port: MailBind = "25";
+        /// SMTP submission with implicit TLS (RFC 8314) for mail clients.
+        SMTPS_PORT => smtps_port: MailBind = "465";
+        /// SMTP submission with STARTTLS for mail clients.
+        SUBMISSION_PORT => submission_port: MailBind = "587";
+        /// IMAP with STARTTLS.
+        IMAP_PORT => imap_port: MailBind = "143";
+        /// IMAP with implicit TLS.
+        IMAPS_PORT => imaps_port: MailBind = "993";
+        /// POP3 with STLS.
+        POP_PORT => pop_port: MailBind = "110";
+        /// POP3 with implicit TLS.
+        POPS_PORT => pops_port: MailBind = "995";
+        /// ManageSieve (RFC 5804) with STARTTLS.
+        SIEVE_PORT => sieve_port: MailBind = "4190";
+        /// HTTP port of the web interface, API and ACME challenges. A bare port: use HTTP_BIND for
+        /// the address.
+        HTTP_PORT => http_port: WebPort = "80";
+        /// Address HTTP_PORT binds; empty for every address.
+        HTTP_BIND => http_bind: BindIp = "";
+        /// HTTPS port of the web interface and API. A bare port: use HTTPS_BIND for the address.
+        HTTPS_PORT => https_port: WebPort = "443";
+        /// Address HTTPS_PORT binds; empty for every address.
+        HTTPS_BIND => https_bind: BindIp = "";
+        /// Listen on IPv6 as well as IPv4 when a listener has no address of its own.
+        ENABLE_IPV6 => enable_ipv6: YesNo = "true";
+        /// Connections the server holds at once, over all listeners; more wait for a free place.
+        MAX_CONNECTIONS => max_connections: Uint<1, 1000000> = "2000";
+        /// Connections one client address may hold on one listener (Postfix's
+        /// smtpd_client_connection_count_limit is 50). Raise it for offices behind one NAT address.
+        MAX_CONNECTIONS_PER_IP => max_connections_per_ip: Uint<1, 100000> = "50";
+        /// On shutdown, how long open sessions get to finish before they are closed.
+        SHUTDOWN_TIMEOUT => shutdown_timeout: Seconds<0, 3600> = "10s";
+    }
+    section "TLS" {
+        /// Certificate chain (PEM) for every TLS listener. Empty: DATA_DIR/tls/cert.pem, which
+        /// `mailstead init` creates self-signed for MAILCOW_HOSTNAME.
+        TLS_CERT => tls_cert: OptPath = "";
+        /// Private key (PEM) of TLS_CERT. Empty: DATA_DIR/tls/key.pem.
+        TLS_KEY => tls_key: OptPath = "";
+        /// More names the certificate must cover besides MAILCOW_HOSTNAME, comma-separated.
+        ADDITIONAL_SAN => additional_san: HostList = "";
+    }
+    section "Storage" {
+        /// Where metadata (domains, mailboxes, message index) lives: the embedded SQLite database
+        /// DATA_DIR/mailstead.db. Message bodies are files under DATA_DIR/blobs.
+        STORE => store: StoreChoice = "sqlite";
+    }
+    section "Services" {
+        /// y: no virus scanning (mailcow's switch for ClamAV, which needs about 1 GiB of memory).
+        SKIP_CLAMD => skip_clamd: YesNo = "n";
+        /// y: no full-text search index. SKIP_SOLR, its older name, is read as this key.
+        SKIP_FTS => skip_fts: YesNo = "n";
+        /// y: no webmail, calendars or contacts (mailcow's SOGo).
+        SKIP_SOGO => skip_sogo: YesNo = "n";
+        /// y: no Let's Encrypt certificates; keep using TLS_CERT/TLS_KEY or the self-signed one.
+        SKIP_LETS_ENCRYPT => skip_lets_encrypt: YesNo = "n";
+    }
+}
