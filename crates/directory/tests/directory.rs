@@ -1,6 +1,6 @@
 //! Recipient resolution and logins against a real store.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mailstead_core::address::Address;
 use mailstead_directory::*;

@@ -3,7 +3,7 @@
 //! kill the store must open without repair, pass its integrity check, and hold every
 //! acknowledged message exactly once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::*;
