@@ -235,6 +235,19 @@ impl Directory {
             .await?)
     }
 
+    /// Sets an administrator's password.
+    pub async fn set_admin_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(), DirectoryError> {
+        let hash = hash_password(password).await?;
+        Ok(self
+            .store
+            .admin_set_password(username.trim(), &hash)
+            .await?)
+    }
+
     /// Creates an administrator account.
     pub async fn add_admin(&self, username: &str, password: &str) -> Result<Admin, DirectoryError> {
         let name = username.trim();

@@ -40,6 +40,13 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Result<Output, StoreError>>,
 }
 
+/// What the writer receives: work, or the request to finish and close.
+pub(crate) enum Msg {
+    Job(Job),
+    /// Commit what is queued, checkpoint, close the database, then answer.
+    Close(oneshot::Sender<()>),
+}
+
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -52,17 +59,41 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
         .map_err(db)
 }
 
-/// Runs the writer until every sender is gone, then closes the connection cleanly.
-pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Job>, bus: EventBus) {
+/// Runs the writer until it is told to close or every sender is gone, then closes the
+/// connection cleanly.
+pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Msg>, bus: EventBus) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut closed_by: Option<oneshot::Sender<()>> = None;
     while let Some(first) = rx.recv().await {
-        batch.push(first);
+        match first {
+            Msg::Job(job) => batch.push(job),
+            Msg::Close(done) => closed_by = Some(done),
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Msg::Job(job)) => batch.push(job),
+                Ok(Msg::Close(done)) => closed_by = Some(done),
                 Err(_) => break,
             }
         }
+        if !batch.is_empty() {
+            run_batch(&mut tx, &mut batch, &bus).await;
+        }
+        if closed_by.is_some() && rx.is_empty() {
+            break;
+        }
+    }
+    // Later writes fail with `Closed` instead of waiting forever.
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            Msg::Job(job) => batch.push(job),
+            Msg::Close(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+    if !batch.is_empty() {
         run_batch(&mut tx, &mut batch, &bus).await;
     }
     // A clean close leaves no WAL behind, so the next open has nothing to replay.
@@ -70,6 +101,9 @@ pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Job>, bus: EventBus) 
         tracing::warn!(error = %e, "WAL checkpoint at close failed");
     }
     let _ = sqlx::Connection::close(tx.conn).await;
+    if let Some(done) = closed_by {
+        let _ = done.send(());
+    }
 }
 
 async fn run_batch(tx: &mut Tx, batch: &mut Vec<Job>, bus: &EventBus) {

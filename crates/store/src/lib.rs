@@ -23,13 +23,13 @@ pub use mailstead_core::event::{Change, Event, EventBus, FolderId, MailboxId};
 pub use model::*;
 pub use schema::SCHEMA_VERSION;
 
-use group_commit::{Job, JobFn, Output, Tx};
+use group_commit::{Job, JobFn, Msg, Output, Tx};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// What can go wrong; messages are for people.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,7 +90,6 @@ impl StoreConfig {
 
 struct Inner {
     reads: SqlitePool,
-    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     blobs: BlobStore,
     bus: EventBus,
     db_path: PathBuf,
@@ -100,8 +99,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
-    /// The writer's queue. The writer stops when the last handle is gone.
-    tx: mpsc::Sender<Job>,
+    /// The writer's queue. The writer stops at [`Store::close`] or with the last handle.
+    tx: mpsc::Sender<Msg>,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,11 +145,10 @@ impl Store {
             unreferenced: Vec::new(),
             now: 0,
         };
-        let task = tokio::spawn(group_commit::run(state, rx, bus.clone()));
+        tokio::spawn(group_commit::run(state, rx, bus.clone()));
         Ok(Store {
             inner: Arc::new(Inner {
                 reads,
-                writer_task: Mutex::new(Some(task)),
                 blobs,
                 bus,
                 db_path,
@@ -159,21 +157,14 @@ impl Store {
         })
     }
 
-    /// Finishes pending writes, checkpoints the WAL and closes the database. Other handles
-    /// still alive keep the writer running until they are dropped; the caller that owns the
-    /// server calls this after every service stopped.
+    /// Commits pending writes, checkpoints the WAL and closes the database. Writes attempted
+    /// afterwards, through any handle, fail with [`StoreError::Closed`].
     pub async fn close(self) {
-        let Store { inner, tx } = self;
-        drop(tx);
-        let task = inner.writer_task.lock().await.take();
-        if let Some(task) = task {
-            if Arc::strong_count(&inner) == 1 {
-                let _ = task.await;
-            } else {
-                tracing::debug!("store closed while other handles remain; writer stops with them");
-            }
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Close(done)).await.is_ok() {
+            let _ = wait.await;
         }
-        inner.reads.close().await;
+        self.inner.reads.close().await;
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -202,7 +193,7 @@ impl Store {
             Box::pin(async move { fut.await.map(|v| Box::new(v) as Output) })
         });
         self.tx
-            .send(Job { run, reply })
+            .send(Msg::Job(Job { run, reply }))
             .await
             .map_err(|_| StoreError::Closed)?;
         let out = rx.await.map_err(|_| StoreError::Closed)??;

@@ -95,7 +95,8 @@ config_table! {
         /// The server's fully qualified host name, as the MX and A records name it
         /// (mail.example.com). It is the SMTP greeting name and the TLS certificate's name.
         MAILCOW_HOSTNAME => hostname: Hostname = "";
-        /// Time zone for log timestamps and dates the server writes.
+        /// Time zone of the dates the server writes into messages (bounces, vacation replies)
+        /// and reports. Log lines carry UTC times.
         TZ => tz: TimeZone = "UTC";
         /// Where mailboxes, the database and certificates live. Empty means the directory that
         /// holds this file.
