@@ -4,20 +4,58 @@
 use mailstead_core::config::Config;
 use mailstead_directory::Directory;
 use mailstead_listener::{Service, Spec, TlsIdentity};
+use mailstead_smtp::{Limits, Mode, SmtpConfig, SmtpService};
 use mailstead_store::Store;
 use std::sync::Arc;
 
 /// What every service is built from.
 #[derive(Clone)]
-#[allow(dead_code, reason = "read by the protocol services as they are added")]
 pub struct ServerContext {
     pub config: Arc<Config>,
     pub store: Store,
     pub directory: Directory,
+    #[allow(
+        dead_code,
+        reason = "read by the services that reload certificates themselves"
+    )]
     pub tls: TlsIdentity,
 }
 
+fn smtp(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+    let c = &ctx.config;
+    let cfg = SmtpConfig {
+        hostname: Arc::from(c.hostname.as_str()),
+        limits: Limits {
+            max_message_size: c.message_size_limit,
+            max_recipients: c.smtp_max_recipients as usize,
+            max_errors: u32::try_from(c.smtp_max_errors).unwrap_or(u32::MAX),
+            line_limit: c.smtp_line_limit as usize,
+        },
+        command_timeout: c.smtp_command_timeout,
+        data_timeout: c.smtp_data_timeout,
+        auth_failure_delay: c.auth_failure_delay,
+    };
+    SmtpService::services(cfg, ctx.directory.clone(), ctx.store.clone())
+        .into_iter()
+        .map(|(mode, service)| {
+            let (name, key, bind, implicit_tls) = match mode {
+                Mode::Mx => ("smtp", "SMTP_PORT", c.smtp_port, false),
+                Mode::Submission => ("submission", "SUBMISSION_PORT", c.submission_port, false),
+                Mode::Submissions => ("submissions", "SMTPS_PORT", c.smtps_port, true),
+            };
+            let spec = Spec {
+                name,
+                key,
+                bind,
+                implicit_tls,
+                idle_timeout: c.smtp_command_timeout,
+            };
+            (spec, service as Arc<dyn Service>)
+        })
+        .collect()
+}
+
 /// The enabled services and their listeners, in start order.
-pub fn build(_ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
-    Vec::new()
+pub fn build(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+    smtp(ctx)
 }

@@ -208,6 +208,26 @@ impl Store {
         schema::quick_check(&mut conn).await
     }
 
+    /// Removes a blob written for a message that was then refused, if nothing refers to it.
+    pub async fn discard_blob(&self, id: BlobId) {
+        let _ = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let refs: Option<i64> =
+                        sqlx::query_scalar("SELECT refs FROM blob WHERE hash = ?")
+                            .bind(&id.0[..])
+                            .fetch_optional(&mut tx.conn)
+                            .await
+                            .map_err(db)?;
+                    if refs.is_none() {
+                        tx.blobs.remove(&id)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+    }
+
     /// Removes blob files that no index row refers to and that are older than `min_age`: what a
     /// crash between writing a blob and committing its row leaves behind. Returns how many.
     pub async fn sweep_orphan_blobs(&self, min_age: Duration) -> Result<usize> {
@@ -246,9 +266,7 @@ impl Store {
 pub async fn prepare_message(blobs: &BlobStore, raw: Arc<[u8]>) -> Result<(BlobRef, String)> {
     let blobs = blobs.clone();
     tokio::task::spawn_blocking(move || {
-        let summary = summary::summarize(&raw);
-        let json = serde_json::to_string(&summary)
-            .map_err(|e| StoreError::Invalid(format!("summary not serialisable: {e}")))?;
+        let json = summary::to_json(&summary::summarize(&raw))?;
         let blob = blobs.put_sync(&raw)?;
         Ok((blob, json))
     })

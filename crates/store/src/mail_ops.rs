@@ -214,8 +214,10 @@ async fn adjust_usage(tx: &mut Tx, mailbox: MailboxId, bytes: i64, messages: i64
     Ok(())
 }
 
-/// Fails with `OverQuota` when `bytes` more would not fit the mailbox's quota.
-async fn check_room(tx: &mut Tx, mailbox: MailboxId, bytes: i64) -> Result<()> {
+/// Fails with `OverQuota` when `bytes` more would not fit the mailbox's quota. With `grace`
+/// (mail delivery), a mailbox still under its quota may take a last message that goes over by
+/// up to a tenth of the quota, as Dovecot's default `quota_grace = 10%%` allows.
+async fn check_room(tx: &mut Tx, mailbox: MailboxId, bytes: i64, grace: bool) -> Result<()> {
     let r = sqlx::query("SELECT quota, used_bytes, address FROM mailbox WHERE id = ?")
         .bind(mailbox)
         .fetch_optional(&mut tx.conn)
@@ -224,7 +226,12 @@ async fn check_room(tx: &mut Tx, mailbox: MailboxId, bytes: i64) -> Result<()> {
         .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
     let quota: i64 = r.try_get("quota").map_err(db)?;
     let used: i64 = r.try_get("used_bytes").map_err(db)?;
-    if quota > 0 && used + bytes > quota {
+    let allowed = if grace && used < quota {
+        quota + quota / 10
+    } else {
+        quota
+    };
+    if quota > 0 && used + bytes > allowed {
         let address: String = r.try_get("address").map_err(db)?;
         return Err(StoreError::OverQuota(format!(
             "mailbox {address} is over quota: {used} of {quota} bytes used, {bytes} more do not fit"
@@ -321,9 +328,14 @@ async fn insert_message(
 }
 
 /// Appends one message to a folder inside the writer.
-async fn append_in(tx: &mut Tx, folder: FolderId, msg: &NewMessage) -> Result<Appended> {
+async fn append_in(
+    tx: &mut Tx,
+    folder: FolderId,
+    msg: &NewMessage,
+    grace: bool,
+) -> Result<Appended> {
     let f = folder_in(&mut tx.conn, folder).await?;
-    check_room(tx, f.mailbox_id, msg.blob.size as i64).await?;
+    check_room(tx, f.mailbox_id, msg.blob.size as i64, grace).await?;
     reference_blob(tx, &msg.blob, &msg.summary).await?;
     let modseq = bump_modseq(&mut tx.conn, folder).await?;
     let uid = f.uidnext;
@@ -400,7 +412,7 @@ async fn copy_in(
     }
     let bytes: i64 = msgs.iter().map(|m| m.size as i64).sum();
     if src != dst {
-        check_room(tx, d.mailbox_id, bytes).await?;
+        check_room(tx, d.mailbox_id, bytes, false).await?;
     }
     let modseq = bump_modseq(&mut tx.conn, dst).await?;
     let mut pairs = Vec::with_capacity(msgs.len());
@@ -688,20 +700,23 @@ impl Store {
 
     /// Appends a message whose blob is already durable (see [`crate::prepare_message`]).
     pub async fn append(&self, folder: FolderId, msg: NewMessage) -> Result<Appended> {
-        self.write(move |tx: &mut Tx| Box::pin(async move { append_in(tx, folder, &msg).await }))
-            .await
+        self.write(move |tx: &mut Tx| {
+            Box::pin(async move { append_in(tx, folder, &msg, false).await })
+        })
+        .await
     }
 
-    /// Stores one message for several folders (the recipients of one SMTP transaction) in one
-    /// job: the blob is referenced once per target. Each target succeeds or fails on its own
-    /// (a full mailbox does not stop the others).
+    /// Stores one message for several folders (the local recipients of one SMTP transaction)
+    /// in one job: the blob is referenced once per target, and either every target gets the
+    /// message or none does (so a sender told to retry never causes duplicates). Quota is
+    /// checked with the delivery grace (see `check_room`).
     pub async fn deliver(
         &self,
         blob: crate::BlobRef,
         summary: String,
         internal_date: i64,
         targets: Vec<DeliveryTarget>,
-    ) -> Result<Vec<Result<Appended>>> {
+    ) -> Result<Vec<Appended>> {
         self.write(move |tx: &mut Tx| {
             Box::pin(async move {
                 let mut out = Vec::with_capacity(targets.len());
@@ -713,12 +728,7 @@ impl Store {
                         keywords: t.keywords,
                         internal_date,
                     };
-                    // Quota and a missing folder fail before anything is written for this target.
-                    let r = append_in(tx, t.folder, &msg).await;
-                    if let Err(e @ (StoreError::Database(_) | StoreError::BlobMissing(_))) = &r {
-                        return Err(e.clone());
-                    }
-                    out.push(r);
+                    out.push(append_in(tx, t.folder, &msg, true).await?);
                 }
                 Ok(out)
             })

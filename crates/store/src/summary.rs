@@ -87,6 +87,12 @@ pub struct Nested {
     pub decoded: bool,
 }
 
+/// The stored form of a summary.
+pub fn to_json(s: &Summary) -> Result<String, crate::StoreError> {
+    serde_json::to_string(s)
+        .map_err(|e| crate::StoreError::Invalid(format!("summary not serialisable: {e}")))
+}
+
 impl Part {
     pub fn size(&self) -> u64 {
         self.body_end.saturating_sub(self.body_start)

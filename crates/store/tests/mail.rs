@@ -78,61 +78,106 @@ async fn append_assigns_growing_uids_and_modseqs_and_counts_quota() {
     assert_eq!(summary.envelope.subject.as_deref(), Some("one"));
 }
 
-#[tokio::test]
-async fn deliver_stores_one_blob_for_many_recipients_and_respects_each_quota() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, alice) = with_alice(dir.path()).await;
-    let bob = store
-        .mailbox_create(new_mailbox("bob", Some(1024)))
-        .await
-        .unwrap();
-    let carol = store
-        .mailbox_create(new_mailbox("carol", None))
-        .await
-        .unwrap();
-    let raw = message("shared");
-    let big = [raw.clone(), vec![b'x'; 2000]].concat();
-    let (blob, summary) = prepare_message(store.blobs(), Arc::from(big.clone()))
-        .await
-        .unwrap();
-    let targets = [&alice, &bob, &carol];
+async fn inbox_targets(store: &Store, boxes: &[&Mailbox]) -> Vec<DeliveryTarget> {
     let mut t = Vec::new();
-    for mb in targets {
+    for mb in boxes {
         t.push(DeliveryTarget {
-            folder: inbox(&store, mb).await.id,
+            folder: inbox(store, mb).await.id,
             flags: Flags::default(),
             keywords: vec![],
         });
     }
-    let results = store
-        .deliver(blob, summary, 1_700_000_000, t)
-        .await
-        .unwrap();
-    assert!(results[0].is_ok());
-    assert!(matches!(&results[1], Err(StoreError::OverQuota(m)) if m.contains("bob@example.test")));
-    assert!(results[2].is_ok());
-    // One file serves both stored copies.
-    let files: usize = std::fs::read_dir(dir.path().join("blobs"))
+    t
+}
+
+fn blob_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("blobs"))
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name() != "tmp")
         .map(|e| std::fs::read_dir(e.path()).unwrap().count())
-        .sum();
-    assert_eq!(files, 1);
+        .sum()
+}
+
+#[tokio::test]
+async fn deliver_stores_one_blob_for_many_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, alice) = with_alice(dir.path()).await;
+    let bob = store
+        .mailbox_create(new_mailbox("bob", None))
+        .await
+        .unwrap();
+    let (blob, summary) = prepare_message(store.blobs(), Arc::from(message("shared")))
+        .await
+        .unwrap();
+    let targets = inbox_targets(&store, &[&alice, &bob]).await;
+    let done = store
+        .deliver(blob, summary, 1_700_000_000, targets)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(blob_files(dir.path()), 1, "one file serves both copies");
+    for mb in [&alice, &bob] {
+        let msgs = store.messages(inbox(&store, mb).await.id).await.unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].blob, blob.id);
+    }
+}
+
+#[tokio::test]
+async fn deliver_is_all_or_nothing_and_allows_the_quota_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, alice) = with_alice(dir.path()).await;
+    let bob = store
+        .mailbox_create(new_mailbox("bob", Some(1000)))
+        .await
+        .unwrap();
+    // 1050 bytes into an empty 1000-byte mailbox: within the 10 % grace.
+    let (blob, summary) = prepare_message(store.blobs(), Arc::from(vec![b'x'; 1050]))
+        .await
+        .unwrap();
+    let targets = inbox_targets(&store, &[&alice, &bob]).await;
+    store.deliver(blob, summary, 0, targets).await.unwrap();
+    // Bob is now over quota: the next delivery to both fails for both.
+    let (blob2, summary2) = prepare_message(store.blobs(), Arc::from(message("next")))
+        .await
+        .unwrap();
+    let targets = inbox_targets(&store, &[&alice, &bob]).await;
+    let e = store
+        .deliver(blob2, summary2, 0, targets)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::OverQuota(m) if m.contains("bob@example.test")),
+        "{e}"
+    );
     assert_eq!(
         store
-            .messages(inbox(&store, &bob).await.id)
+            .messages(inbox(&store, &alice).await.id)
             .await
             .unwrap()
             .len(),
-        0
+        1
     );
     let bob_now = store
         .mailbox_get("bob@example.test")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(bob_now.used_bytes, 0);
+    assert_eq!((bob_now.used_bytes, bob_now.used_messages), (1050, 1));
+    // A message past the grace does not go into a mailbox that is under quota either.
+    let carol = store
+        .mailbox_create(new_mailbox("carol", Some(1000)))
+        .await
+        .unwrap();
+    let (blob3, summary3) = prepare_message(store.blobs(), Arc::from(vec![b'y'; 1200]))
+        .await
+        .unwrap();
+    let targets = inbox_targets(&store, &[&carol]).await;
+    assert!(matches!(
+        store.deliver(blob3, summary3, 0, targets).await,
+        Err(StoreError::OverQuota(_))
+    ));
 }
 
 #[tokio::test]

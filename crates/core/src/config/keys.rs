@@ -144,6 +144,25 @@ config_table! {
         /// On shutdown, how long open sessions get to finish before they are closed.
         SHUTDOWN_TIMEOUT => shutdown_timeout: Seconds<0, 3600> = "10s";
     }
+    section "SMTP" {
+        /// Largest message accepted, as mailcow's Postfix message_size_limit (100 MiB).
+        MESSAGE_SIZE_LIMIT => message_size_limit: Size<1024, 2147483648> = "100M";
+        /// Most recipients of one message (Postfix's smtpd_recipient_limit).
+        SMTP_MAX_RECIPIENTS => smtp_max_recipients: Uint<1, 100000> = "1000";
+        /// Failed commands after which a session is closed with 421 (Postfix's
+        /// smtpd_hard_error_limit).
+        SMTP_MAX_ERRORS => smtp_max_errors: Uint<1, 10000> = "20";
+        /// Longest command line accepted, in bytes (Postfix's line_length_limit; RFC 5321
+        /// requires at least 512).
+        SMTP_LINE_LIMIT => smtp_line_limit: Uint<512, 1048576> = "2048";
+        /// Time a client has to send one complete command (Postfix's smtpd_timeout). A client
+        /// that trickles bytes is cut off when it runs out.
+        SMTP_COMMAND_TIMEOUT => smtp_command_timeout: Seconds<1, 3600> = "5m";
+        /// Time a client has to send a whole message body.
+        SMTP_DATA_TIMEOUT => smtp_data_timeout: Seconds<1, 86400> = "10m";
+        /// Pause after a failed login, in every protocol (Dovecot's auth_failure_delay).
+        AUTH_FAILURE_DELAY => auth_failure_delay: Seconds<0, 60> = "2s";
+    }
     section "TLS" {
         /// Certificate chain (PEM) for every TLS listener. Empty: DATA_DIR/tls/cert.pem, which
         /// `mailstead init` creates self-signed for MAILCOW_HOSTNAME.
