@@ -1,5 +1,7 @@
 //! Directory records and mailcow's limits, with the messages an administrator sees.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::*;
 use mailstead_store::*;

@@ -1,5 +1,7 @@
 //! Folders and messages: the UID, MODSEQ, quota and blob rules of `mail_ops`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::*;
 use mailstead_store::*;
