@@ -58,6 +58,9 @@ pub enum Command {
     /// Manage administrator accounts.
     #[command(subcommand)]
     Admin(admin::admins::AdminCommand),
+    /// Look at stored messages.
+    #[command(subcommand)]
+    Message(admin::message::MessageCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,5 +97,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alias(c) => admin::alias::run(&paths, c).await,
         Command::AliasDomain(c) => admin::alias::run_domain(&paths, c).await,
         Command::Admin(c) => admin::admins::run(&paths, c).await,
+        Command::Message(c) => admin::message::run(&paths, c).await,
     }
 }

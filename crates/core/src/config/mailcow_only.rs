@@ -1,7 +1,7 @@
 //! mailcow.conf keys that have no meaning in mailstead, and why. A mailcow.conf copied over
 //! loads with a note for each of these instead of a wall of "unknown key" warnings.
 
-const REASONS: &[(&[&str], &str)] = &[
+pub(crate) const REASONS: &[(&[&str], &str)] = &[
     (
         &["DBNAME", "DBUSER", "DBPASS", "DBROOT", "SQL_PORT"],
         "there is no MariaDB; metadata lives in DATA_DIR (see STORE)",

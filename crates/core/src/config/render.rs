@@ -87,9 +87,13 @@ pub fn render_reference() -> String {
     }
     out.push_str(
         "\n## mailcow keys without an effect here\n\n\
-         A `mailcow.conf` can be used as a starting point: its keys for MariaDB, Redis, Docker \
-         networking, the watchdog thresholds and the Solr heap load with a note saying why they have \
-         no effect, instead of an unknown-key warning. `SKIP_SOLR` is read as `SKIP_FTS`.\n",
+         A `mailcow.conf` can be used as a starting point: these keys load with a note saying why \
+         they have no effect, instead of an unknown-key warning. `SKIP_SOLR` is read as \
+         `SKIP_FTS`.\n\n| keys | why |\n|---|---|\n",
     );
+    for (keys, why) in super::mailcow_only::REASONS {
+        let names: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+        let _ = writeln!(out, "| {} | {why} |", names.join(", "));
+    }
     out
 }

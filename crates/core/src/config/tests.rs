@@ -365,3 +365,22 @@ fn generated_file_loads_back_with_the_same_values() {
         );
     }
 }
+
+/// docs/configuration.md is generated from the key table; it must not drift from the code.
+/// `UPDATE_DOCS=1 cargo test -p mailstead-core` rewrites it.
+#[test]
+fn configuration_reference_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let current = render_reference();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != current {
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        } else {
+            panic!(
+                "docs/configuration.md differs from the key table; regenerate it with \
+                 `UPDATE_DOCS=1 cargo test -p mailstead-core configuration_reference`"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod admins;
 pub mod alias;
 pub mod domain;
 pub mod mailbox;
+pub mod message;
 
 use crate::paths::Paths;
 use anyhow::{Context, Result, bail};
