@@ -29,6 +29,8 @@ pub(crate) struct Tx {
     pub unreferenced: Vec<BlobId>,
     /// The batch's clock, Unix seconds.
     pub now: i64,
+    /// The outbound queue changed in this batch: wake the queue runner after the commit.
+    pub queue_changed: bool,
 }
 
 pub(crate) type Output = Box<dyn Any + Send>;
@@ -61,7 +63,12 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
 
 /// Runs the writer until it is told to close or every sender is gone, then closes the
 /// connection cleanly.
-pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Msg>, bus: EventBus) {
+pub(crate) async fn run(
+    mut tx: Tx,
+    mut rx: mpsc::Receiver<Msg>,
+    bus: EventBus,
+    queue_signal: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut closed_by: Option<oneshot::Sender<()>> = None;
     while let Some(first) = rx.recv().await {
@@ -77,7 +84,7 @@ pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Msg>, bus: EventBus) 
             }
         }
         if !batch.is_empty() {
-            run_batch(&mut tx, &mut batch, &bus).await;
+            run_batch(&mut tx, &mut batch, &bus, &queue_signal).await;
         }
         if closed_by.is_some() && rx.is_empty() {
             break;
@@ -94,7 +101,7 @@ pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Msg>, bus: EventBus) 
         }
     }
     if !batch.is_empty() {
-        run_batch(&mut tx, &mut batch, &bus).await;
+        run_batch(&mut tx, &mut batch, &bus, &queue_signal).await;
     }
     // A clean close leaves no WAL behind, so the next open has nothing to replay.
     if let Err(e) = exec(&mut tx.conn, "PRAGMA wal_checkpoint(TRUNCATE)").await {
@@ -106,8 +113,14 @@ pub(crate) async fn run(mut tx: Tx, mut rx: mpsc::Receiver<Msg>, bus: EventBus) 
     }
 }
 
-async fn run_batch(tx: &mut Tx, batch: &mut Vec<Job>, bus: &EventBus) {
+async fn run_batch(
+    tx: &mut Tx,
+    batch: &mut Vec<Job>,
+    bus: &EventBus,
+    queue_signal: &tokio::sync::Notify,
+) {
     tx.now = unix_now();
+    tx.queue_changed = false;
     tx.events.clear();
     tx.unreferenced.clear();
     let jobs = std::mem::take(batch);
@@ -161,6 +174,9 @@ async fn run_batch(tx: &mut Tx, batch: &mut Vec<Job>, bus: &EventBus) {
             }
             for event in tx.events.drain(..) {
                 bus.publish(event);
+            }
+            if tx.queue_changed {
+                queue_signal.notify_one();
             }
             for (reply, result) in done {
                 let _ = reply.send(result);

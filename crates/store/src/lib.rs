@@ -14,6 +14,7 @@ mod directory_ops;
 mod group_commit;
 mod mail_ops;
 pub mod model;
+mod queue_ops;
 mod schema;
 pub mod summary;
 
@@ -21,6 +22,9 @@ pub use blob::{BlobId, BlobRef, BlobStore, BlobWriter};
 pub use mail_ops::{DeliveryTarget, canonical_folder_name};
 pub use mailstead_core::event::{Change, Event, EventBus, FolderId, MailboxId};
 pub use model::*;
+pub use queue_ops::{
+    Attempt, NewQueued, NewQueuedRcpt, QueuedMessage, QueuedRcpt, RcptState, routing_domain,
+};
 pub use schema::SCHEMA_VERSION;
 
 use group_commit::{Job, JobFn, Msg, Output, Tx};
@@ -90,6 +94,7 @@ impl StoreConfig {
 
 struct Inner {
     reads: SqlitePool,
+    queue_signal: Arc<tokio::sync::Notify>,
     blobs: BlobStore,
     bus: EventBus,
     db_path: PathBuf,
@@ -144,11 +149,19 @@ impl Store {
             events: Vec::new(),
             unreferenced: Vec::new(),
             now: 0,
+            queue_changed: false,
         };
-        tokio::spawn(group_commit::run(state, rx, bus.clone()));
+        let queue_signal = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(group_commit::run(
+            state,
+            rx,
+            bus.clone(),
+            queue_signal.clone(),
+        ));
         Ok(Store {
             inner: Arc::new(Inner {
                 reads,
+                queue_signal,
                 blobs,
                 bus,
                 db_path,
@@ -169,6 +182,11 @@ impl Store {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.inner.blobs
+    }
+
+    /// Notified after a commit that changed the outbound queue (in this process).
+    pub fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.queue_signal.clone()
     }
 
     /// The event bus: every durable change to mail is announced here.

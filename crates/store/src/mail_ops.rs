@@ -177,7 +177,7 @@ pub(crate) async fn folder_insert(
 
 /// Drops references to blobs; rows reaching zero are deleted and their files removed after
 /// the commit (see `group_commit`).
-async fn release_blobs(tx: &mut Tx, blobs: Vec<(Vec<u8>, i64)>) -> Result<()> {
+pub(crate) async fn release_blobs(tx: &mut Tx, blobs: Vec<(Vec<u8>, i64)>) -> Result<()> {
     for (hash, n) in blobs {
         let left: Option<i64> =
             sqlx::query_scalar("UPDATE blob SET refs = refs - ? WHERE hash = ? RETURNING refs")
@@ -280,7 +280,11 @@ pub(crate) async fn folder_remove(tx: &mut Tx, folder: FolderId) -> Result<()> {
 /// Adds one reference to a blob, creating its row (and checking its file exists) the first
 /// time. The existence check runs in the writer, where all blob removals happen, so a blob
 /// being removed cannot be referenced again by mistake.
-async fn reference_blob(tx: &mut Tx, blob: &crate::BlobRef, summary: &str) -> Result<()> {
+pub(crate) async fn reference_blob(
+    tx: &mut Tx,
+    blob: &crate::BlobRef,
+    summary: &str,
+) -> Result<()> {
     let updated = sqlx::query("UPDATE blob SET refs = refs + 1 WHERE hash = ?")
         .bind(&blob.id.0[..])
         .execute(&mut tx.conn)
@@ -328,7 +332,7 @@ async fn insert_message(
 }
 
 /// Appends one message to a folder inside the writer.
-async fn append_in(
+pub(crate) async fn append_in(
     tx: &mut Tx,
     folder: FolderId,
     msg: &NewMessage,
@@ -717,23 +721,10 @@ impl Store {
         internal_date: i64,
         targets: Vec<DeliveryTarget>,
     ) -> Result<Vec<Appended>> {
-        self.write(move |tx: &mut Tx| {
-            Box::pin(async move {
-                let mut out = Vec::with_capacity(targets.len());
-                for t in targets {
-                    let msg = NewMessage {
-                        blob,
-                        summary: summary.clone(),
-                        flags: t.flags,
-                        keywords: t.keywords,
-                        internal_date,
-                    };
-                    out.push(append_in(tx, t.folder, &msg, true).await?);
-                }
-                Ok(out)
-            })
-        })
-        .await
+        Ok(self
+            .deliver_and_enqueue(blob, summary, internal_date, targets, None)
+            .await?
+            .0)
     }
 
     /// Every message of a folder, in UID order.

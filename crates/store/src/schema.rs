@@ -5,10 +5,13 @@ use crate::StoreError;
 use sqlx::SqliteConnection;
 
 /// Every migration, in order. A released migration is never edited; a change is a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_queue.sql")),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
