@@ -12,7 +12,7 @@ mod tls;
 
 pub use bind::bind;
 pub use stream::Stream;
-pub use tls::{TlsError, TlsIdentity, TlsInfo, load_server_config};
+pub use tls::{TlsError, TlsIdentity, TlsInfo, iana_cipher_name, load_server_config};
 
 use futures::future::BoxFuture;
 use mailstead_core::config::kinds::Bind;

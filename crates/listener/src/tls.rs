@@ -95,6 +95,14 @@ impl TlsIdentity {
     }
 }
 
+/// rustls calls the TLS 1.3 suites `TLS13_...`; their IANA names (RFC 8446 §B.4) are `TLS_...`.
+pub fn iana_cipher_name(rustls_name: &str) -> String {
+    match rustls_name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => rustls_name.to_string(),
+    }
+}
+
 /// What a TLS session negotiated, for logs and the Received header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsInfo {
@@ -114,11 +122,11 @@ impl TlsInfo {
             Some(v) => format!("{v:?}"),
             None => "unknown".to_string(),
         };
-        let cipher = conn
-            .negotiated_cipher_suite()
-            .and_then(|s| s.suite().as_str())
-            .unwrap_or("unknown")
-            .to_string();
+        let cipher = iana_cipher_name(
+            conn.negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown"),
+        );
         TlsInfo {
             version,
             cipher,

@@ -61,6 +61,18 @@ pub enum Command {
     /// Look at stored messages.
     #[command(subcommand)]
     Message(admin::message::MessageCommand),
+    /// The outbound queue: list, show, flush, retry, delete, hold, release.
+    #[command(subcommand)]
+    Queue(admin::outbound::QueueCommand),
+    /// DKIM signing keys and the DNS records to publish.
+    #[command(subcommand)]
+    Dkim(admin::outbound::DkimCommand),
+    /// Relay hosts (smarthosts) for outbound mail.
+    #[command(subcommand)]
+    Relayhost(admin::outbound::RelayhostCommand),
+    /// TLS policies for destination domains.
+    #[command(subcommand, name = "tls-policy")]
+    TlsPolicy(admin::outbound::TlsPolicyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,5 +110,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::AliasDomain(c) => admin::alias::run_domain(&paths, c).await,
         Command::Admin(c) => admin::admins::run(&paths, c).await,
         Command::Message(c) => admin::message::run(&paths, c).await,
+        Command::Queue(c) => admin::outbound::queue(&paths, c).await,
+        Command::Dkim(c) => admin::outbound::dkim(&paths, c).await,
+        Command::Relayhost(c) => admin::outbound::relayhost(&paths, c).await,
+        Command::TlsPolicy(c) => admin::outbound::tls_policy(&paths, c).await,
     }
 }

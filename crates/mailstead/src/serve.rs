@@ -81,6 +81,10 @@ pub async fn run(paths: &Paths) -> Result<ExitCode> {
         directory: Directory::new(store.clone()),
         tls: tls.clone(),
     };
+    let queue = services::queue(&ctx)
+        .map_err(|e| anyhow::anyhow!("the outbound queue cannot start: {e}"))?;
+    let queue_stop = tokio_util::sync::CancellationToken::new();
+    let queue_task = tokio::spawn(queue.clone().run(queue_stop.clone()));
     let limits = Limits {
         max_connections: config.max_connections as usize,
         max_per_address: u32::try_from(config.max_connections_per_ip).unwrap_or(u32::MAX),
@@ -164,6 +168,10 @@ pub async fn run(paths: &Paths) -> Result<ExitCode> {
             "sessions still open after SHUTDOWN_TIMEOUT were closed"
         );
     }
+    queue_stop.cancel();
+    let _ = queue_task.await;
+    queue.wait_idle(config.shutdown_timeout).await;
+    drop(queue);
     sweeper.abort();
     drop(listeners);
     drop(ctx);

@@ -55,6 +55,28 @@ fn smtp(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
         .collect()
 }
 
+/// The outbound queue runner.
+pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String> {
+    let c = &ctx.config;
+    let cfg = mailstead_queue::QueueConfig {
+        hostname: c.hostname.clone(),
+        min_backoff: c.queue_min_backoff,
+        max_backoff: c.queue_max_backoff,
+        lifetime: c.queue_lifetime,
+        delay_warning: c.queue_delay_warning,
+        concurrency: c.queue_concurrency as usize,
+        per_destination: c.queue_destination_concurrency as usize,
+        timeouts: mailstead_queue::client::Timeouts {
+            connect: c.smtp_client_connect_timeout,
+            command: c.smtp_client_timeout,
+            data: c.smtp_client_data_timeout,
+        },
+        static_map: c.dns_static_map.clone(),
+        extra_ca: c.tls_extra_ca.clone(),
+    };
+    mailstead_queue::Queue::new(cfg, ctx.store.clone(), ctx.directory.clone())
+}
+
 /// The enabled services and their listeners, in start order.
 pub fn build(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
     smtp(ctx)

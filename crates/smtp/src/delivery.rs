@@ -1,8 +1,8 @@
-//! Where a message goes while it arrives and after: a sink that keeps small messages in memory
-//! and streams large ones into a blob file, and the delivery of the finished message into the
-//! recipients' INBOX in one durable store transaction.
+//! Where a message goes while it arrives and after: a sink that keeps small messages (and every
+//! submitted one, which may need signing) in memory and streams large ones into a blob file,
+//! then makes the final blob: Return-Path, DKIM-Signature when signing, Received, the message.
 
-use mailstead_store::{BlobRef, BlobStore, BlobWriter, StoreError};
+use mailstead_store::{BlobRef, BlobStore, BlobWriter, DkimKey, StoreError};
 use std::io;
 
 /// Messages up to this size stay in memory until they are written in one piece.
@@ -19,20 +19,41 @@ pub struct MessageSink {
     /// The message went over the size limit; nothing more is kept.
     over: bool,
     error: Option<io::Error>,
+    return_path_len: usize,
+    prefix_len: usize,
+    keep_in_memory: bool,
+}
+
+/// A finished message.
+pub struct Finished {
+    pub blob: BlobRef,
+    pub summary: String,
+    /// Bytes at the start that only local copies carry (Return-Path).
+    pub skip: u64,
 }
 
 impl MessageSink {
-    pub fn new(blobs: BlobStore, prefix: &[u8], limit: u64) -> MessageSink {
-        let mut mem = Vec::with_capacity(prefix.len() + 8192);
-        mem.extend_from_slice(prefix);
+    pub fn new(
+        blobs: BlobStore,
+        return_path: &str,
+        received: &str,
+        limit: u64,
+        keep_in_memory: bool,
+    ) -> MessageSink {
+        let mut mem = Vec::with_capacity(return_path.len() + received.len() + 8192);
+        mem.extend_from_slice(return_path.as_bytes());
+        mem.extend_from_slice(received.as_bytes());
         MessageSink {
             blobs,
+            prefix_len: mem.len(),
+            return_path_len: return_path.len(),
             mem,
             writer: None,
             body: 0,
             limit,
             over: false,
             error: None,
+            keep_in_memory,
         }
     }
 
@@ -56,7 +77,7 @@ impl MessageSink {
             }
             None => {
                 self.mem.extend_from_slice(bytes);
-                if self.mem.len() > SPILL_AT {
+                if self.mem.len() > SPILL_AT && !self.keep_in_memory {
                     let result = tokio::task::block_in_place(|| {
                         let mut w = self.blobs.writer()?;
                         w.write_all(&self.mem)?;
@@ -79,30 +100,68 @@ impl MessageSink {
         self.body
     }
 
-    /// Makes the message a durable blob and summarises it; also returns the message's first
-    /// 256 KiB for header checks.
-    pub async fn finish(self) -> Result<(BlobRef, String, Vec<u8>), StoreError> {
+    /// The client's message, while it is in memory.
+    pub fn message(&self) -> Option<&[u8]> {
+        (self.writer.is_none() && !self.over)
+            .then(|| self.mem.get(self.prefix_len..).unwrap_or_default())
+    }
+
+    /// Makes the message a durable blob and summarises it. With a DKIM signature, it is
+    /// written after the Return-Path, before our Received header.
+    pub async fn finish(self, signature: Option<String>) -> Result<Finished, StoreError> {
         if let Some(e) = self.error {
             return Err(e.into());
         }
         let blobs = self.blobs.clone();
+        let skip = self.return_path_len as u64;
         tokio::task::spawn_blocking(move || {
             let (blob, raw) = match self.writer {
                 Some(w) => {
                     let blob = w.finish()?;
                     (blob, blobs.read_sync(&blob.id)?)
                 }
-                None => (blobs.put_sync(&self.mem)?, self.mem),
+                None => {
+                    let raw = match signature {
+                        Some(sig) => {
+                            let mut v = Vec::with_capacity(self.mem.len() + sig.len());
+                            v.extend_from_slice(&self.mem[..self.return_path_len]);
+                            v.extend_from_slice(sig.as_bytes());
+                            v.extend_from_slice(&self.mem[self.return_path_len..]);
+                            v
+                        }
+                        None => self.mem,
+                    };
+                    (blobs.put_sync(&raw)?, raw)
+                }
             };
-            let json =
+            let summary =
                 mailstead_store::summary::to_json(&mailstead_store::summary::summarize(&raw))?;
-            // Only the head is kept for header checks, not the whole message.
-            let head_end = raw.len().min(256 * 1024);
-            let mut head = raw;
-            head.truncate(head_end);
-            Ok((blob, json, head))
+            Ok(Finished {
+                blob,
+                summary,
+                skip,
+            })
         })
         .await
         .map_err(|e| StoreError::Io(e.to_string()))?
+    }
+
+    /// The domain of the message's From header, whose DKIM key signs it.
+    pub fn sender_domain(&self) -> Option<String> {
+        let head = self.message()?;
+        let parsed = mail_parser::MessageParser::new().parse_headers(head)?;
+        let addr = parsed.from()?.first()?.address.as_deref()?.to_string();
+        addr.rsplit_once('@').map(|(_, d)| d.to_lowercase())
+    }
+}
+
+/// Signs with `key`, or says why not (the message is then sent unsigned).
+pub fn signature(key: &DkimKey, message: &[u8]) -> Option<String> {
+    match crate::dkim::sign(key, message) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(domain = %key.domain, error = %e, "sending unsigned");
+            None
+        }
     }
 }

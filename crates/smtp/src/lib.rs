@@ -8,6 +8,7 @@
 
 pub mod data;
 mod delivery;
+mod dkim;
 pub mod received;
 pub mod reply;
 pub mod session;

@@ -12,7 +12,7 @@ use crate::wire::{Line, Wire};
 use mailstead_core::address::{Address, normalize_domain};
 use mailstead_directory::{Directory, Protocol, Resolution};
 use mailstead_listener::Connection;
-use mailstead_store::{DeliveryTarget, Flags, Store, StoreError};
+use mailstead_store::{DeliveryTarget, Flags, NewQueued, NewQueuedRcpt, Store, StoreError};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,22 +25,7 @@ pub struct Shared {
     pub store: Store,
 }
 
-/// A short unique transaction id: time and randomness in base 32 (like a Postfix queue id).
-pub fn new_id() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789BCDFGHJKLMNPQRSTVWXYZb";
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    let mut n = (micros << 12) ^ u64::from(rand::random::<u16>() & 0x0fff);
-    let mut out = Vec::with_capacity(13);
-    for _ in 0..13 {
-        out.push(ALPHABET[(n & 31) as usize]);
-        n >>= 5;
-    }
-    out.reverse();
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use mailstead_core::id::new_id;
 
 impl Shared {
     /// Where mail for `address` goes. Any address whose domain is not ours is "remote": the
@@ -73,9 +58,6 @@ impl Shared {
                 return RcptVerdict::TempFail("lookup failed".into());
             }
         };
-        if !remote.is_empty() {
-            return RcptVerdict::TempFail("forwarding to remote addresses is not available".into());
-        }
         let mut targets = Vec::with_capacity(local.len());
         for t in local {
             match self.store.mailbox_by_id(t.mailbox).await {
@@ -177,20 +159,30 @@ impl Shared {
         let Some(tx) = session.transaction() else {
             return reply::local_error();
         };
-        let (blob, summary, head) = match sink.finish().await {
-            Ok(r) => r,
+        let mut signature = None;
+        if mode != Mode::Mx
+            && let Some(user) = session.user()
+        {
+            if let Some(message) = sink.message()
+                && let Some(refusal) = self.check_from_header(user, message).await
+            {
+                return refusal;
+            }
+            // Submitted mail from a domain with a key is signed before it goes anywhere.
+            if let Some(domain) = sink.sender_domain()
+                && let Ok(Some(key)) = self.store.dkim_get(&domain).await
+                && let Some(message) = sink.message()
+            {
+                signature = crate::delivery::signature(&key, message);
+            }
+        }
+        let finished = match sink.finish(signature).await {
+            Ok(f) => f,
             Err(e) => {
                 tracing::error!(id = %tx.id, error = %e, "cannot store the message");
                 return reply::local_error();
             }
         };
-        if mode != Mode::Mx
-            && let Some(user) = session.user()
-            && let Some(refusal) = self.check_from_header(user, &head).await
-        {
-            self.store.discard_blob(blob.id).await;
-            return refusal;
-        }
         let mut targets = Vec::with_capacity(tx.targets.len());
         for t in &tx.targets {
             match self.store.folder_get(t.mailbox, "INBOX").await {
@@ -210,7 +202,35 @@ impl Shared {
             }
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        match self.store.deliver(blob, summary, now, targets).await {
+        let queued = (!tx.remote.is_empty()).then(|| NewQueued {
+            qid: tx.id.clone(),
+            blob: finished.blob,
+            summary: finished.summary.clone(),
+            skip: finished.skip,
+            sender: tx.from.clone(),
+            envid: tx.params.envid.clone(),
+            ret_full: tx.params.ret_full,
+            smtputf8: tx.params.smtputf8,
+            eight_bit: tx.params.eight_bit,
+            auth_user: session.user().map(str::to_string),
+            is_dsn: false,
+            rcpts: tx
+                .remote
+                .iter()
+                .map(|r| NewQueuedRcpt {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    notify: r.notify,
+                })
+                .collect(),
+            first_attempt: now,
+        });
+        let blob = finished.blob;
+        match self
+            .store
+            .deliver_and_enqueue(blob, finished.summary, now, targets, queued)
+            .await
+        {
             Ok(_) => Reply::new(250, "2.0.0", format!("OK: queued as {}", tx.id)),
             Err(StoreError::OverQuota(why)) => {
                 self.store.discard_blob(blob.id).await;
@@ -338,12 +358,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, mut conn: Connection) {
                     queue.extend(session.auth_checked(verdict));
                 }
                 Action::ReadData => {
-                    let prefix = message_prefix(&session, &cfg.hostname, peer, &conn);
-                    let mut s = MessageSink::new(
-                        shared.store.blobs().clone(),
-                        prefix.as_bytes(),
-                        cfg.limits.max_message_size,
-                    );
+                    let mut s = new_sink(&shared, &session, peer, &conn);
                     let deadline = Instant::now() + cfg.data_timeout;
                     match wire.data(&mut conn.stream, deadline, &mut s).await {
                         Ok(Ok(size)) => {
@@ -360,12 +375,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, mut conn: Connection) {
                 }
                 Action::ReadChunk { size, discard } => {
                     if !discard && sink.is_none() {
-                        let prefix = message_prefix(&session, &cfg.hostname, peer, &conn);
-                        sink = Some(MessageSink::new(
-                            shared.store.blobs().clone(),
-                            prefix.as_bytes(),
-                            cfg.limits.max_message_size,
-                        ));
+                        sink = Some(new_sink(&shared, &session, peer, &conn));
                         chunks = ChunkNormalizer::default();
                         chunk_total = 0;
                     }
@@ -430,16 +440,22 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, mut conn: Connection) {
     }
 }
 
-/// Return-Path and Received, written in front of the message.
-fn message_prefix(session: &Session, host: &str, peer: IpAddr, conn: &Connection) -> String {
+/// A sink for the current transaction's message, with Return-Path and Received in front.
+/// Submitted messages stay in memory: they may be signed before they are written.
+fn new_sink(shared: &Shared, session: &Session, peer: IpAddr, conn: &Connection) -> MessageSink {
     let from = session.transaction().map(|t| t.from.as_str()).unwrap_or("");
-    let mut p = received::return_path(from);
-    p.push_str(&received::received(
+    let received = received::received(
         session,
-        host,
+        &shared.cfg.hostname,
         peer,
         conn.tls_info(),
         time::OffsetDateTime::now_utc(),
-    ));
-    p
+    );
+    MessageSink::new(
+        shared.store.blobs().clone(),
+        &received::return_path(from),
+        &received,
+        shared.cfg.limits.max_message_size,
+        session.mode() != Mode::Mx,
+    )
 }

@@ -14,6 +14,7 @@ mod directory_ops;
 mod group_commit;
 mod mail_ops;
 pub mod model;
+mod outbound_ops;
 mod queue_ops;
 mod schema;
 pub mod summary;
@@ -22,6 +23,7 @@ pub use blob::{BlobId, BlobRef, BlobStore, BlobWriter};
 pub use mail_ops::{DeliveryTarget, canonical_folder_name};
 pub use mailstead_core::event::{Change, Event, EventBus, FolderId, MailboxId};
 pub use model::*;
+pub use outbound_ops::{DkimKey, Relayhost, StsPolicyRecord, TlsPolicy};
 pub use queue_ops::{
     Attempt, NewQueued, NewQueuedRcpt, QueuedMessage, QueuedRcpt, RcptState, routing_domain,
 };

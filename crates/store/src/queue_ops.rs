@@ -344,6 +344,15 @@ impl Store {
         self.queue_query("", None).await
     }
 
+    /// A queued message by its row id, with all its recipients.
+    pub async fn queue_list_one(&self, id: i64) -> Result<Option<QueuedMessage>> {
+        Ok(self
+            .queue_query("WHERE id = ?", Some(&id.to_string()))
+            .await?
+            .into_iter()
+            .next())
+    }
+
     pub async fn queue_get(&self, qid: &str) -> Result<Option<QueuedMessage>> {
         Ok(self
             .queue_query("WHERE qid = ?", Some(qid))
@@ -389,6 +398,15 @@ impl Store {
             out.push(m);
         }
         Ok(out)
+    }
+
+    /// Messages with recipients that failed and were not yet reported to the sender.
+    pub async fn queue_unreported(&self) -> Result<Vec<QueuedMessage>> {
+        self.queue_query(
+            "WHERE id IN (SELECT message_id FROM queue_rcpt WHERE state IN (2, 3) AND reported = 0)",
+            None,
+        )
+        .await
     }
 
     /// When the next recipient is due, if any is waiting.

@@ -163,6 +163,37 @@ config_table! {
         /// Pause after a failed login, in every protocol (Dovecot's auth_failure_delay).
         AUTH_FAILURE_DELAY => auth_failure_delay: Seconds<0, 60> = "2s";
     }
+    section "Outbound" {
+        /// First retry of a deferred message after this long; each retry waits twice as long
+        /// as the one before (Postfix's minimal_backoff_time).
+        QUEUE_MIN_BACKOFF => queue_min_backoff: Seconds<1, 86400> = "5m";
+        /// The longest wait between two attempts (Postfix's maximal_backoff_time).
+        QUEUE_MAX_BACKOFF => queue_max_backoff: Seconds<1, 86400> = "4000s";
+        /// How long a message may wait in the queue before it is returned to its sender
+        /// (Postfix's maximal_queue_lifetime).
+        QUEUE_LIFETIME => queue_lifetime: Seconds<60, 31536000> = "5d";
+        /// Tell the sender that a message is delayed once it has waited this long; 0 never.
+        QUEUE_DELAY_WARNING => queue_delay_warning: Seconds<0, 31536000> = "4h";
+        /// Outbound deliveries at once, over all destinations.
+        QUEUE_CONCURRENCY => queue_concurrency: Uint<1, 10000> = "100";
+        /// Connections at once to one destination (Postfix's
+        /// default_destination_concurrency_limit).
+        QUEUE_DESTINATION_CONCURRENCY => queue_destination_concurrency: Uint<1, 1000> = "20";
+        /// Time to open a connection to another server (Postfix's smtp_connect_timeout).
+        SMTP_CLIENT_CONNECT_TIMEOUT => smtp_client_connect_timeout: Seconds<1, 600> = "30s";
+        /// Time another server may take for each reply (Postfix's smtp_*_timeout).
+        SMTP_CLIENT_TIMEOUT => smtp_client_timeout: Seconds<1, 3600> = "5m";
+        /// Time to send a message and get the final reply (Postfix's smtp_data_done_timeout).
+        SMTP_CLIENT_DATA_TIMEOUT => smtp_client_data_timeout: Seconds<1, 7200> = "10m";
+        /// Testing aid: a file of DNS answers that take precedence over real DNS, one per line:
+        /// `NAME MX PREF HOST[:PORT]`, `NAME A ADDR[:PORT]`, `NAME AAAA ADDR`, `NAME TXT "TEXT"`,
+        /// `NAME TLSA USAGE SELECTOR MATCHING HEX`. A listed name (or one below it) is answered
+        /// only from the file. The ports are a test-only extension.
+        DNS_STATIC_MAP => dns_static_map: OptPath = "";
+        /// More certificate authorities (PEM) trusted for outbound TLS and MTA-STS, besides the
+        /// system's.
+        TLS_EXTRA_CA => tls_extra_ca: OptPath = "";
+    }
     section "TLS" {
         /// Certificate chain (PEM) for every TLS listener. Empty: DATA_DIR/tls/cert.pem, which
         /// `mailstead init` creates self-signed for MAILCOW_HOSTNAME.

@@ -6,6 +6,7 @@ pub mod alias;
 pub mod domain;
 pub mod mailbox;
 pub mod message;
+pub mod outbound;
 
 use crate::paths::Paths;
 use anyhow::{Context, Result, bail};
