@@ -187,9 +187,9 @@ impl Directory {
             return Ok(Vec::new());
         };
         let mut own = vec![m.address.clone()];
-        for alias in self.store.alias_list(Some(&m.domain)).await? {
-            if alias.active && !alias.address.starts_with('@') && alias.targets.contains(&m.address)
-            {
+        // Aliases in any local domain that deliver to the mailbox (catch-alls excepted).
+        for alias in self.store.aliases_targeting(&m.address).await? {
+            if alias.active && !alias.address.starts_with('@') {
                 own.push(alias.address);
             }
         }

@@ -28,8 +28,8 @@ pub struct InitArgs {
     /// 1110, 1995, 4190, 8080, 8443) and this machine's host name, so no root is needed.
     #[arg(long)]
     dev: bool,
-    /// Replace an existing configuration (mail and accounts are kept; the administrator gets a
-    /// new password).
+    /// Rewrite an existing configuration with every key listed, keeping the values it sets
+    /// (mail and accounts are kept; the administrator gets a new password).
     #[arg(long)]
     force: bool,
     /// Name of the first administrator.
@@ -101,6 +101,24 @@ fn machine_tz() -> String {
     "UTC".to_string()
 }
 
+/// The values an existing configuration file sets for known keys (for `init --force`).
+fn kept_values(path: &std::path::Path) -> BTreeMap<&'static str, String> {
+    let mut out = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    let (assignments, _) = mailstead_core::config::file::parse(&text, path);
+    for a in assignments {
+        if let Some(def) = mailstead_core::config::KeyDef::find(&a.key)
+            && !a.value.is_empty()
+            && (def.check)(def.name, &a.value).is_ok()
+        {
+            out.insert(def.name, a.value);
+        }
+    }
+    out
+}
+
 fn ask(question: &str, default: &str) -> Result<String> {
     eprint!("{question} [{default}]: ");
     std::io::stderr().flush()?;
@@ -117,7 +135,7 @@ fn ask(question: &str, default: &str) -> Result<String> {
 pub async fn run(paths: &Paths, args: InitArgs) -> Result<ExitCode> {
     if paths.config.exists() && !args.force {
         bail!(
-            "{} already exists; pass --force to replace it (mail and accounts are kept)",
+            "{} already exists; pass --force to rewrite it (the values it sets, mail and accounts are kept; the administrator gets a new password)",
             paths.config.display()
         );
     }
@@ -134,7 +152,11 @@ pub async fn run(paths: &Paths, args: InitArgs) -> Result<ExitCode> {
         }
     };
     let hostname = Hostname::parse("MAILCOW_HOSTNAME", &hostname).map_err(|reason| {
-        anyhow::anyhow!("--hostname {hostname:?}: {reason}; use a name such as mail.example.com")
+        if reason.is_empty() {
+            anyhow::anyhow!("--hostname {hostname:?} is not a host name; use a fully qualified name such as mail.example.com")
+        } else {
+            anyhow::anyhow!("--hostname {hostname:?}: {reason}")
+        }
     })?;
     let tz = match (&args.tz, interactive && args.hostname.is_none()) {
         (Some(tz), _) => tz.clone(),
@@ -158,10 +180,13 @@ pub async fn run(paths: &Paths, args: InitArgs) -> Result<ExitCode> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&paths.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let mut values: BTreeMap<&str, String> = BTreeMap::new();
+    // With --force, what the old file set is kept; the command line and --dev win over it.
+    let mut values: BTreeMap<&str, String> = kept_values(&paths.config);
     values.insert("MAILCOW_HOSTNAME", hostname.clone());
     values.insert("TZ", tz.clone());
-    values.insert("SESSION_KEY", random_string(48));
+    values
+        .entry("SESSION_KEY")
+        .or_insert_with(|| random_string(48));
     if args.dev {
         for (k, v) in DEV_PORTS {
             values.insert(k, v.to_string());

@@ -97,8 +97,8 @@ pub async fn run(paths: &Paths) -> Result<ExitCode> {
             .bind(spec)
             .map_err(|e| anyhow::anyhow!("{e}{}", bind_hint(port)))?;
         tracing::info!(
-            listener = bound.spec.name,
-            key = bound.spec.key,
+            listener = %bound.spec.name,
+            key = %bound.spec.key,
             address = %bound.local_addr,
             tls = if bound.spec.implicit_tls { "implicit" } else { "starttls" },
             "listening"

@@ -274,8 +274,16 @@ impl SmtpSession {
                 "the server sent data after its STARTTLS reply".into(),
             ));
         }
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| ClientError::Tls(format!("{}: {e}", self.host)))?;
+        let literal = self
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches("IPv6:");
+        let name = match literal.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::from(ip),
+            Err(_) => ServerName::try_from(self.host.clone())
+                .map_err(|e| ClientError::Tls(format!("{}: {e}", self.host)))?,
+        };
         let io = std::mem::replace(&mut self.io, Box::new(tokio::io::duplex(1).0));
         let connector = tokio_rustls::TlsConnector::from(config);
         let stream = timeout(self.timeouts.command, connector.connect(name, io))

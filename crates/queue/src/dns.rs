@@ -197,6 +197,14 @@ impl Dns {
     /// but has an address; [`MxAnswer::NullMx`] for RFC 7505's `MX 0 .`.
     pub async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsError> {
         let domain = norm(domain);
+        // An address literal is its own host (RFC 5321 §4.1.3, §5.1).
+        if domain.starts_with('[') && domain.ends_with(']') {
+            return Ok(MxAnswer::Hosts(vec![MxHost {
+                preference: 0,
+                host: domain,
+                port: None,
+            }]));
+        }
         let mut hosts: Vec<MxHost> = Vec::new();
         if self.map.covers(&domain) {
             for r in self.map.get(&domain) {

@@ -101,6 +101,10 @@ pub fn received(
 
 /// `Return-Path: <sender>` (RFC 5321 §4.4), added at final delivery.
 pub fn return_path(from: &str) -> String {
+    // The null sender is `<>` (RFC 5321 §4.4), not a placeholder.
+    if from.is_empty() {
+        return "Return-Path: <>\r\n".into();
+    }
     format!("Return-Path: <{}>\r\n", header_safe(from))
 }
 
@@ -122,5 +126,6 @@ mod tests {
         assert_eq!(header_safe("evil\r\nBcc: x"), "evilBcc: x");
         assert_eq!(header_safe("a(b);c"), "a_b__c");
         assert_eq!(header_safe(""), "unknown");
+        assert_eq!(return_path(""), "Return-Path: <>\r\n");
     }
 }

@@ -324,6 +324,17 @@ impl Session {
                 return self.fail(Reply::new(501, "5.1.7", "bad sender address syntax"), out);
             }
             Err(ParseError::InvalidRecipientAddress) => {
+                // smtp-proto does not take address literals (RFC 5321 §4.1.3); they are
+                // valid, and the relay rules, not a syntax error, decide about them.
+                if let Some(address) = literal_recipient(line) {
+                    let to = smtp_proto::RcptTo {
+                        address,
+                        orcpt: None,
+                        rrvs: 0,
+                        flags: 0,
+                    };
+                    return self.rcpt(to, line, out);
+                }
                 return self.fail(
                     Reply::new(501, "5.1.3", "bad recipient address syntax"),
                     out,
@@ -696,7 +707,7 @@ impl Session {
         }
         // RFC 5321 §4.5.3.1.10: 452 for one recipient too many, and keep the others.
         if tx.rcpts.len() >= self.limits.max_recipients {
-            self.errors += 1;
+            // Not counted as an error: a big mailing goes on in the next transaction.
             out.push(Action::Reply(Reply::new(
                 452,
                 "4.5.3",
@@ -955,6 +966,30 @@ impl Session {
         }
         (out, tx)
     }
+}
+
+/// `RCPT TO:<local@[192.0.2.1]>` or `<local@[IPv6:...]>`, without parameters: the address.
+fn literal_recipient(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(trim_eol(line)).ok()?;
+    let upper = text.to_ascii_uppercase();
+    let rest = upper.strip_prefix("RCPT TO:")?;
+    let start = text.len() - rest.len() + rest.find('<')? + 1;
+    let end = start + text[start..].find('>')?;
+    if !text[end + 1..].trim().is_empty() {
+        return None;
+    }
+    let address = &text[start..end];
+    let (local, domain) = address.rsplit_once('@')?;
+    let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
+    let ip = inner
+        .strip_prefix("IPv6:")
+        .or_else(|| inner.strip_prefix("ipv6:"))
+        .unwrap_or(inner);
+    let valid_local = !local.is_empty()
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:@\"".contains(&b));
+    (valid_local && ip.parse::<std::net::IpAddr>().is_ok()).then(|| address.to_string())
 }
 
 fn trim_eol(line: &[u8]) -> &[u8] {

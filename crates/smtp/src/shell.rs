@@ -31,6 +31,24 @@ impl Shared {
     /// Where mail for `address` goes. Any address whose domain is not ours is "remote": the
     /// session alone decides whether that may be relayed.
     async fn check_recipient(&self, address: &str, size_hint: Option<u64>) -> RcptVerdict {
+        // RFC 5321 §4.5.1: mail to `postmaster` must be deliverable. When the host name is not a
+        // mail domain, the first local domain with a postmaster takes it.
+        if address.eq_ignore_ascii_case(&format!("postmaster@{}", self.cfg.hostname))
+            && matches!(
+                self.directory.local_domain(&self.cfg.hostname).await,
+                Ok(None)
+            )
+        {
+            let domains = self.store.domain_list().await.unwrap_or_default();
+            for d in domains {
+                let candidate = format!("postmaster@{}", d.name);
+                let verdict = Box::pin(self.check_recipient(&candidate, size_hint)).await;
+                if matches!(verdict, RcptVerdict::Local { .. }) {
+                    return verdict;
+                }
+            }
+            return RcptVerdict::Unknown;
+        }
         let Some((_, domain)) = address.rsplit_once('@') else {
             return RcptVerdict::Unknown;
         };
@@ -129,15 +147,26 @@ impl Shared {
         }
     }
 
-    /// RFC 6409 §8: submission may reject a From header the user does not own.
-    async fn check_from_header(&self, user: &str, head: &[u8]) -> Option<Reply> {
-        let parsed = mail_parser::MessageParser::new().parse_headers(head)?;
-        let from = parsed.from()?;
-        for addr in from.iter() {
-            let Some(a) = addr.address.as_deref() else {
-                continue;
-            };
-            match self.owns(user, a).await {
+    /// RFC 6409 §8: submission may reject a From header the user does not own. Every From
+    /// header counts (RFC 5322 §3.6 allows one; a second is refused), in the whole header.
+    async fn check_from_header(&self, user: &str, message: &[u8]) -> Option<Reply> {
+        let parsed = mail_parser::MessageParser::new().parse_headers(message)?;
+        let froms: Vec<&mail_parser::Header<'_>> = parsed
+            .headers()
+            .iter()
+            .filter(|h| h.name == mail_parser::HeaderName::From)
+            .collect();
+        let mut addresses = Vec::new();
+        for from in &froms {
+            if let mail_parser::HeaderValue::Address(a) = &from.value {
+                addresses.extend(
+                    a.iter()
+                        .filter_map(|x| x.address.as_deref().map(str::to_string)),
+                );
+            }
+        }
+        for a in addresses {
+            match self.owns(user, &a).await {
                 Ok(true) => {}
                 Ok(false) => {
                     return Some(Reply::new(
@@ -145,12 +174,19 @@ impl Shared {
                         "5.7.1",
                         format!(
                             "From header address <{}> is not owned by user {user}",
-                            received::header_safe(a)
+                            received::header_safe(&a)
                         ),
                     ));
                 }
                 Err(()) => return Some(reply::local_error()),
             }
+        }
+        if froms.len() > 1 {
+            return Some(Reply::new(
+                550,
+                "5.6.0",
+                "the message has more than one From header",
+            ));
         }
         None
     }

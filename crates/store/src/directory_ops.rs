@@ -163,7 +163,7 @@ fn check_quota(d: &Domain, quota: i64, assigned: i64, others_unlimited: i64) -> 
                 "quota {} is more than is left of domain {}'s total quota: {} of {} are assigned",
                 quota_text(quota),
                 d.name,
-                quota_text(assigned),
+                format_size(assigned.max(0) as u64),
                 quota_text(d.total_quota)
             )));
         }
@@ -209,7 +209,7 @@ fn check_domain_limits(d: &Domain, u: &DomainUsage, largest_quota: i64) -> Resul
             if u.unlimited_mailboxes > 0 {
                 "unlimited".into()
             } else {
-                quota_text(u.quota_assigned)
+                format_size(u.quota_assigned.max(0) as u64)
             }
         )));
     }
@@ -442,8 +442,11 @@ impl Store {
                 let usage = usage_in(&mut tx.conn, d.id).await?;
                 if d.max_mailboxes > 0 && usage.mailboxes >= d.max_mailboxes {
                     return Err(StoreError::Limit(format!(
-                        "domain {} allows at most {} mailboxes and has {}",
-                        d.name, d.max_mailboxes, usage.mailboxes
+                        "domain {} allows at most {} mailbox{} and has {}",
+                        d.name,
+                        d.max_mailboxes,
+                        if d.max_mailboxes == 1 { "" } else { "es" },
+                        usage.mailboxes
                     )));
                 }
                 let quota = m.quota.unwrap_or(d.default_quota);
@@ -706,8 +709,11 @@ impl Store {
                 let usage = usage_in(&mut tx.conn, d.id).await?;
                 if d.max_aliases > 0 && usage.aliases >= d.max_aliases {
                     return Err(StoreError::Limit(format!(
-                        "domain {} allows at most {} aliases and has {}",
-                        d.name, d.max_aliases, usage.aliases
+                        "domain {} allows at most {} alias{} and has {}",
+                        d.name,
+                        d.max_aliases,
+                        if d.max_aliases == 1 { "" } else { "es" },
+                        usage.aliases
                     )));
                 }
                 let id: i64 = sqlx::query_scalar(
@@ -797,6 +803,25 @@ impl Store {
                 created: get(&r, "created")?,
                 modified: get(&r, "modified")?,
             });
+        }
+        Ok(out)
+    }
+
+    /// Aliases, in any domain, that have `target` among their targets.
+    pub async fn aliases_targeting(&self, target: &str) -> Result<Vec<Alias>> {
+        let addresses: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT a.address FROM alias a JOIN alias_target t ON t.alias_id = a.id \
+             WHERE t.target = ? ORDER BY a.address",
+        )
+        .bind(target)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(addresses.len());
+        for a in addresses {
+            if let Some(alias) = self.alias_get(&a).await? {
+                out.push(alias);
+            }
         }
         Ok(out)
     }

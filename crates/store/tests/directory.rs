@@ -280,7 +280,7 @@ async fn alias_limit() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "domain example.test allows at most 1 aliases and has 1"
+        "domain example.test allows at most 1 alias and has 1"
     );
 }
 

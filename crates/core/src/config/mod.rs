@@ -58,6 +58,10 @@ impl KeyDef {
 /// Keys that are other names for a key of the table. mailcow renamed `SKIP_SOLR` to `SKIP_FTS`.
 pub const ALIASES: &[(&str, &str)] = &[("SKIP_SOLR", "SKIP_FTS")];
 
+/// Environment variables that other programs use too, with other syntaxes: a value of theirs
+/// is ignored with a note instead of stopping the server.
+const SHARED_ENV: &[&str] = &["TZ"];
+
 /// A problem that stops the configuration from loading.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -246,6 +250,20 @@ impl Config {
                     .and_then(|(alias, _)| env(alias))
             });
             if let Some(v) = from_env {
+                // TZ is also every program's time zone variable, often in POSIX forms such as
+                // `:/etc/localtime` or `CET-1CEST`; such a value is not a mistake in our
+                // configuration, so it gives way to the file.
+                if SHARED_ENV.contains(&def.name) && (def.check)(def.name, &v).is_err() {
+                    notes.push(Notice {
+                        origin: Origin::Env,
+                        message: format!(
+                            "{}={v:?} from the environment is not {}; the configuration file's value is used",
+                            def.name,
+                            (def.allowed)()
+                        ),
+                    });
+                    continue;
+                }
                 values.insert(def.name, (v, Origin::Env));
             }
         }

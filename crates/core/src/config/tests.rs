@@ -384,3 +384,16 @@ fn configuration_reference_is_current() {
         }
     }
 }
+
+#[test]
+fn a_posix_tz_in_the_environment_gives_way_to_the_file() {
+    let l = load_env(&format!("{BASE}TZ=UTC\n"), &[("TZ", ":/etc/localtime")]).unwrap();
+    assert_eq!(l.config.tz, "UTC");
+    assert!(l.notes[0].to_string().starts_with(
+        "environment: TZ=\":/etc/localtime\" from the environment is not an IANA time zone name"
+    ));
+    if Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
+        let l = load_env(BASE, &[("TZ", "Europe/Berlin")]).unwrap();
+        assert_eq!(l.config.tz, "Europe/Berlin");
+    }
+}

@@ -67,7 +67,12 @@ pub enum DomainCommand {
         json: bool,
     },
     /// Remove a domain, its aliases and alias domains (it must have no mailboxes).
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Do not ask, even when aliases or alias domains go with it.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 async fn show(d: &mailstead_directory::Directory, name: &str, json: bool) -> Result<()> {
@@ -101,7 +106,7 @@ async fn show(d: &mailstead_directory::Directory, name: &str, json: bool) -> Res
             "total quota",
             format!(
                 "{} assigned of {}",
-                quota(usage.quota_assigned),
+                output::human_size(usage.quota_assigned.max(0) as u64),
                 quota(domain.total_quota)
             ),
         ),
@@ -166,7 +171,11 @@ pub async fn run(paths: &Paths, cmd: DomainCommand) -> Result<ExitCode> {
                     dom.name,
                     format!("{}/{}", u.mailboxes, dom.max_mailboxes),
                     format!("{}/{}", u.aliases, dom.max_aliases),
-                    format!("{}/{}", quota(u.quota_assigned), quota(dom.total_quota)),
+                    format!(
+                        "{}/{}",
+                        mailstead_core::config::kinds::format_size(u.quota_assigned.max(0) as u64),
+                        quota(dom.total_quota)
+                    ),
                     output::yes_no(dom.active),
                 ]);
             }
@@ -196,7 +205,25 @@ pub async fn run(paths: &Paths, cmd: DomainCommand) -> Result<ExitCode> {
                 println!("updated domain {}", updated.name);
             }
         }
-        DomainCommand::Remove { name } => {
+        DomainCommand::Remove { name, yes } => {
+            let domain = d.domain(&name).await?;
+            let usage = d.store().domain_usage(&domain.name).await?;
+            let alias_domains = d
+                .store()
+                .alias_domain_list()
+                .await?
+                .into_iter()
+                .filter(|a| a.target == domain.name)
+                .count();
+            if usage.mailboxes == 0 && (usage.aliases > 0 || alias_domains > 0) {
+                super::confirm(
+                    yes,
+                    &format!(
+                        "Remove domain {} with its {} alias(es) and {} alias domain(s)?",
+                        domain.name, usage.aliases, alias_domains
+                    ),
+                )?;
+            }
             d.remove_domain(&name).await?;
             println!("removed domain {}", name.to_lowercase());
         }

@@ -51,16 +51,50 @@ fn check(check: &'static str, status: Status, message: impl Into<String>) -> Che
     }
 }
 
+/// The addresses a running server got, by key, from `run/listeners.json`.
+fn running_binds(config: &Config) -> std::collections::HashMap<String, SocketAddr> {
+    let path = RunFiles::new(config).listeners();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Default::default();
+    };
+    let Ok(list) = serde_json::from_str::<Vec<serde_json::Value>>(&text) else {
+        return Default::default();
+    };
+    list.iter()
+        .filter_map(|l| {
+            let key = l.get("key")?.as_str()?.to_string();
+            let addr = l.get("address")?.as_str()?.parse().ok()?;
+            Some((key, addr))
+        })
+        .collect()
+}
+
 fn ports(config: &Config, server_pid: Option<u32>) -> Vec<Check> {
     let mut out = Vec::new();
-    for (key, bind) in config.listener_binds() {
+    let running = if server_pid.is_some() {
+        running_binds(config)
+    } else {
+        Default::default()
+    };
+    for (key, mut bind) in config.listener_binds() {
         if bind.port == 0 {
-            out.push(check(
-                "ports",
-                Status::Ok,
-                format!("{key}: port 0, chosen at start"),
-            ));
-            continue;
+            match running.get(key) {
+                // A running server chose this port: check it like any other.
+                Some(addr) => {
+                    bind = mailstead_core::config::kinds::Bind {
+                        ip: Some(addr.ip()),
+                        port: addr.port(),
+                    }
+                }
+                None => {
+                    out.push(check(
+                        "ports",
+                        Status::Ok,
+                        format!("{key}: port 0, chosen at start"),
+                    ));
+                    continue;
+                }
+            }
         }
         let holders = host::listeners_on(bind.port).unwrap_or_default();
         // Sockets on the configured address, or on every address, conflict with ours.
@@ -299,7 +333,24 @@ async fn store(config: &Config) -> Check {
     }
 }
 
+/// The names `--skip` takes.
+const CHECKS: &[&str] = &[
+    "config",
+    "ports",
+    "clock",
+    "disk",
+    "memory",
+    "certificate",
+    "store",
+];
+
 pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
+    if let Some(bad) = args.skip.iter().find(|s| !CHECKS.contains(&s.as_str())) {
+        anyhow::bail!(
+            "--skip {bad:?} is not a check; the checks are {}",
+            CHECKS.join(", ")
+        );
+    }
     let skip = |name: &str| args.skip.iter().any(|s| s == name);
     let mut checks = Vec::new();
     let config = match paths.load_config() {

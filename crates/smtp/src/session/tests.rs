@@ -481,3 +481,23 @@ fn every_reply_carries_an_enhanced_status_code() {
         assert!(parts.iter().all(|p| p.parse::<u16>().is_ok()), "{r}");
     }
 }
+
+#[test]
+fn address_literals_reach_the_relay_rules() {
+    let mut s = ready_mx();
+    send(&mut s, "MAIL FROM:<a@remote.test>");
+    assert_eq!(
+        send(&mut s, "RCPT TO:<user@[127.0.0.1]>"),
+        vec![Action::CheckRecipient("user@[127.0.0.1]".into())]
+    );
+    assert_eq!(
+        one(&s.recipient_checked(RcptVerdict::Remote)),
+        "554 5.7.1 <user@[127.0.0.1]>: relay access denied\r\n"
+    );
+    assert_eq!(
+        send(&mut s, "RCPT TO:<u@[IPv6:::1]>"),
+        vec![Action::CheckRecipient("u@[IPv6:::1]".into())]
+    );
+    s.recipient_checked(RcptVerdict::Remote);
+    assert!(one(&send(&mut s, "RCPT TO:<u@[not-an-ip]>")).starts_with("501 5.1.3"));
+}
