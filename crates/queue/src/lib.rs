@@ -62,6 +62,9 @@ pub struct Queue {
     sts: sts::StsResolver,
     inflight: Mutex<HashSet<i64>>,
     per_route: Mutex<HashMap<RouteKey, usize>>,
+    /// Held while deciding on and sending notices, so two deliveries of one message (to two
+    /// domains) and the runner's catch-up never report the same recipient twice.
+    report_lock: tokio::sync::Mutex<()>,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
 }
@@ -85,6 +88,7 @@ impl Queue {
             sts,
             inflight: Mutex::new(HashSet::new()),
             per_route: Mutex::new(HashMap::new()),
+            report_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
         }))
     }

@@ -26,13 +26,15 @@ fn wants(r: &QueuedRcpt, bit: u64) -> bool {
 /// report failed before).
 pub(crate) async fn pending_reports(q: &Queue) -> Result<(), StoreError> {
     for m in q.store.queue_unreported().await? {
-        report(q, &m).await?;
+        report_message(q, m.id).await?;
     }
     Ok(())
 }
 
-/// Reports on one message after an attempt.
+/// Reports on one message after an attempt. The state is read under the report lock, so
+/// what another task has just reported is seen as reported.
 pub(crate) async fn report_message(q: &Queue, message_id: i64) -> Result<(), StoreError> {
+    let _serial = q.report_lock.lock().await;
     let Some(m) = q.store.queue_list_one(message_id).await? else {
         return Ok(());
     };

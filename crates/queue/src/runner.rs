@@ -2,7 +2,7 @@
 //! connections as it can, and records what happened to every recipient. Concurrency is bounded
 //! in total and per destination. A recipient is at most in one delivery at a time.
 
-use crate::client::{EnvRcpt, Envelope, Reply, SmtpSession};
+use crate::client::{ClientError, EnvRcpt, Envelope, Reply, SmtpSession, TlsMode};
 use crate::route::{Hop, PlanError, plan};
 use crate::{Queue, report};
 use mailstead_store::{Attempt, QueuedMessage, Relayhost, StoreError};
@@ -244,16 +244,36 @@ impl Queue {
             for ip in addrs {
                 let addr = SocketAddr::new(ip, port);
                 let auth = hop.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-                let mut session = match SmtpSession::connect(
-                    addr,
-                    &hop.host,
-                    &self.cfg.hostname,
-                    self.cfg.timeouts,
-                    &hop.tls,
-                    auth,
-                )
-                .await
+                let connect = |tls| {
+                    SmtpSession::connect(
+                        addr,
+                        &hop.host,
+                        &self.cfg.hostname,
+                        self.cfg.timeouts,
+                        tls,
+                        auth,
+                    )
+                };
+                let mut attempt = connect(&hop.tls).await;
+                // Opportunistic TLS that fails in the handshake is retried in plain text, as
+                // Postfix does at security level `may` (RFC 7435: never worse than no TLS).
+                if matches!(hop.tls, TlsMode::Opportunistic(_))
+                    && auth.is_none()
+                    && matches!(
+                        attempt,
+                        Err(ClientError::Tls(_)
+                            | ClientError::Refused {
+                                stage: "STARTTLS",
+                                ..
+                            })
+                    )
                 {
+                    if let Err(e) = &attempt {
+                        tracing::info!(host = %hop.host, %addr, error = %e, "TLS failed; retrying in plain text");
+                    }
+                    attempt = connect(&TlsMode::Never).await;
+                }
+                let mut session = match attempt {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::info!(host = %hop.host, %addr, tls = %hop.tls_reason, error = %e, "cannot deliver through this server");
@@ -289,7 +309,7 @@ impl Queue {
         session: &mut SmtpSession,
         hop: &Hop,
         m: &QueuedMessage,
-    ) -> Result<(), crate::client::ClientError> {
+    ) -> Result<(), ClientError> {
         let raw = match self.store.blobs().read(m.blob).await {
             Ok(r) => r,
             Err(e) => {

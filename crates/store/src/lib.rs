@@ -23,7 +23,7 @@ pub use blob::{BlobId, BlobRef, BlobStore, BlobWriter};
 pub use mail_ops::{DeliveryTarget, canonical_folder_name};
 pub use mailstead_core::event::{Change, Event, EventBus, FolderId, MailboxId};
 pub use model::*;
-pub use outbound_ops::{DkimKey, Relayhost, StsPolicyRecord, TlsPolicy};
+pub use outbound_ops::{DkimKey, DomainRelay, Relayhost, StsPolicyRecord, TlsPolicy};
 pub use queue_ops::{
     Attempt, NewQueued, NewQueuedRcpt, QueuedMessage, QueuedRcpt, RcptState, routing_domain,
 };

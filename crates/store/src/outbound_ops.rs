@@ -6,6 +6,21 @@ use crate::{Result, Store, StoreError, db};
 use serde::Serialize;
 use sqlx::Row;
 
+/// `domain.relayhost` of a domain that sends directly even when there is a default relay
+/// host (0 means "the default", as in mailcow).
+const DIRECT: i64 = -1;
+
+/// How a domain's mail leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainRelay {
+    /// Through the default relay host, if there is one.
+    Default,
+    /// Straight to the recipient's MX.
+    Direct,
+    /// Through this relay host.
+    Host(i64),
+}
+
 /// A smarthost (mailcow's relayhost): a server that takes our outbound mail, usually with
 /// credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -202,12 +217,18 @@ impl Store {
         Ok(v.and_then(|s| s.parse().ok()))
     }
 
-    /// Sets (or clears, with `None`) a domain's relay host.
-    pub async fn domain_set_relayhost(&self, domain: &str, id: Option<i64>) -> Result<()> {
+    /// Sets how a domain's mail leaves: through the default relay host, directly, or through
+    /// a relay host of its own.
+    pub async fn domain_set_relayhost(&self, domain: &str, choice: DomainRelay) -> Result<()> {
         let domain = domain.to_string();
+        let value = match choice {
+            DomainRelay::Default => 0,
+            DomainRelay::Direct => DIRECT,
+            DomainRelay::Host(id) => id,
+        };
         self.write(move |tx: &mut Tx| {
             Box::pin(async move {
-                if let Some(id) = id {
+                if let DomainRelay::Host(id) = choice {
                     let exists: Option<i64> =
                         sqlx::query_scalar("SELECT id FROM relayhost WHERE id = ?")
                             .bind(id)
@@ -219,7 +240,7 @@ impl Store {
                     }
                 }
                 let n = sqlx::query("UPDATE domain SET relayhost = ? WHERE name = ?")
-                    .bind(id.unwrap_or(0))
+                    .bind(value)
                     .bind(&domain)
                     .execute(&mut tx.conn)
                     .await
@@ -235,16 +256,17 @@ impl Store {
     }
 
     /// The active relay host mail from `domain` goes through: the domain's own, else the
-    /// default, else none (direct delivery).
+    /// default unless the domain sends directly, else none (direct delivery).
     pub async fn relayhost_for_domain(&self, domain: &str) -> Result<Option<Relayhost>> {
         let own: Option<i64> = sqlx::query_scalar("SELECT relayhost FROM domain WHERE name = ?")
             .bind(domain)
             .fetch_optional(self.reads())
             .await
             .map_err(db)?;
-        let id = match own.filter(|id| *id != 0) {
-            Some(id) => Some(id),
-            None => self.relayhost_default().await?,
+        let id = match own.unwrap_or(0) {
+            DIRECT => None,
+            0 => self.relayhost_default().await?,
+            id => Some(id),
         };
         match id {
             Some(id) => Ok(self.relayhost_get(id).await?.filter(|r| r.active)),

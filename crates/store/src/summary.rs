@@ -127,14 +127,11 @@ pub fn summarize(raw: &[u8]) -> Summary {
     }
 }
 
+/// Text lines of a body for BODYSTRUCTURE (RFC 9051 §7.5.2): complete lines only, so the CRLF
+/// that belongs to a following MIME boundary (RFC 2046 §5.1.1) does not make one more. This is
+/// what Dovecot reports, which clients have long seen.
 fn count_lines(body: &[u8]) -> u64 {
-    let n = memchr_count(body);
-    // A last line without a line break still counts.
-    if body.last().is_some_and(|&b| b != b'\n') {
-        n + 1
-    } else {
-        n
-    }
+    memchr_count(body)
 }
 
 fn memchr_count(body: &[u8]) -> u64 {
@@ -313,7 +310,7 @@ fn part(msg: &Message<'_>, id: usize, raw: &[u8], depth: usize) -> Part {
             out.lines = count_lines(body_bytes);
             // An inline nested message shares the outer buffer (absolute offsets); a transfer-
             // encoded one was parsed from its decoded bytes.
-            let decoded = nested.raw_message.len() != raw.len();
+            let decoded = !std::ptr::eq(nested.raw_message.as_ref(), raw);
             let nested_raw: &[u8] = if decoded {
                 nested.raw_message.as_ref()
             } else {

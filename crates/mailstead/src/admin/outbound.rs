@@ -8,7 +8,7 @@ use crate::paths::Paths;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::Subcommand;
-use mailstead_store::{DkimKey, RcptState};
+use mailstead_store::{DkimKey, DomainRelay, RcptState};
 use std::process::ExitCode;
 
 #[derive(Subcommand, Debug)]
@@ -84,7 +84,8 @@ pub enum RelayhostCommand {
     },
     /// Remove a relay host.
     Remove { id: i64 },
-    /// Send a domain's mail through a relay host (`none` to send directly).
+    /// Send a domain's mail through a relay host: its id, `none` (directly, even when there
+    /// is a default relay host) or `default` (through the default relay host, if any).
     Use { domain: String, id: String },
     /// Set or clear (`none`) the default relay host.
     Default { id: String },
@@ -450,11 +451,20 @@ pub async fn relayhost(paths: &Paths, cmd: RelayhostCommand) -> Result<ExitCode>
         }
         RelayhostCommand::Use { domain, id } => {
             let domain = d.domain(&domain).await?.name;
-            let id = optional_id(&id)?;
-            store.domain_set_relayhost(&domain, id).await?;
-            match id {
-                Some(id) => println!("mail from {domain} goes through relay host {id}"),
-                None => println!("mail from {domain} is sent directly"),
+            let choice = if id.eq_ignore_ascii_case("default") {
+                DomainRelay::Default
+            } else {
+                optional_id(&id)?.map_or(DomainRelay::Direct, DomainRelay::Host)
+            };
+            store.domain_set_relayhost(&domain, choice).await?;
+            match choice {
+                DomainRelay::Host(id) => {
+                    println!("mail from {domain} goes through relay host {id}")
+                }
+                DomainRelay::Direct => println!("mail from {domain} is sent directly"),
+                DomainRelay::Default => {
+                    println!("mail from {domain} goes through the default relay host, if any")
+                }
             }
         }
         RelayhostCommand::Default { id } => {
