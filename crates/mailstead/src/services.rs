@@ -3,6 +3,7 @@
 
 use mailstead_core::config::Config;
 use mailstead_directory::Directory;
+use mailstead_imap::{ImapConfig, ImapService};
 use mailstead_listener::{Service, Spec, TlsIdentity};
 use mailstead_smtp::{Limits, Mode, SmtpConfig, SmtpService};
 use mailstead_store::Store;
@@ -55,6 +56,48 @@ fn smtp(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
         .collect()
 }
 
+/// Dovecot's mail_max_userip_connections as mailcow sets it for IMAP.
+const IMAP_MAX_USERIP_CONNECTIONS: u32 = 500;
+
+fn imap(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+    let c = &ctx.config;
+    let cfg = ImapConfig {
+        hostname: c.hostname.clone(),
+        append_limit: c.message_size_limit,
+        max_user_connections: IMAP_MAX_USERIP_CONNECTIONS,
+        auth_failure_delay: c.auth_failure_delay,
+    };
+    let service: Arc<dyn Service> = Arc::new(ImapService::new(
+        cfg,
+        ctx.directory.clone(),
+        ctx.store.clone(),
+    ));
+    // The session sets its own timeouts (login, autologout); this one covers the greeting.
+    let idle_timeout = std::time::Duration::from_secs(180);
+    vec![
+        (
+            Spec {
+                name: "imap",
+                key: "IMAP_PORT",
+                bind: c.imap_port,
+                implicit_tls: false,
+                idle_timeout,
+            },
+            service.clone(),
+        ),
+        (
+            Spec {
+                name: "imaps",
+                key: "IMAPS_PORT",
+                bind: c.imaps_port,
+                implicit_tls: true,
+                idle_timeout,
+            },
+            service,
+        ),
+    ]
+}
+
 /// The outbound queue runner.
 pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String> {
     let c = &ctx.config;
@@ -79,5 +122,7 @@ pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String>
 
 /// The enabled services and their listeners, in start order.
 pub fn build(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
-    smtp(ctx)
+    let mut services = smtp(ctx);
+    services.extend(imap(ctx));
+    services
 }

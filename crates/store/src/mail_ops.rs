@@ -702,6 +702,61 @@ impl Store {
 
     // ---- messages ----
 
+    /// Appends several messages in one transaction, all or none (IMAP MULTIAPPEND, RFC 3502
+    /// §6.3.11: the whole APPEND fails if one message fails).
+    pub async fn append_many(
+        &self,
+        folder: FolderId,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Vec<Appended>> {
+        self.write(move |tx: &mut Tx| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(msgs.len());
+                for m in &msgs {
+                    out.push(append_in(tx, folder, m, false).await?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// The counts IMAP STATUS reports (RFC 9051 §6.3.11), in one pass over the folder's
+    /// index rows; `recent_from` is the first UID that counts as recent.
+    pub async fn folder_status(
+        &self,
+        folder: FolderId,
+        recent_from: Option<u32>,
+    ) -> Result<FolderStatus> {
+        let row = sqlx::query(
+            "SELECT count(*), coalesce(sum((flags & ?) = 0), 0), coalesce(sum((flags & ?) != 0), 0), \
+             coalesce(sum(size), 0), min(CASE WHEN (flags & ?) = 0 THEN uid END), \
+             coalesce(sum(uid >= ?), 0) FROM message WHERE folder_id = ?",
+        )
+        .bind(i64::from(Flags::SEEN.0))
+        .bind(i64::from(Flags::DELETED.0))
+        .bind(i64::from(Flags::SEEN.0))
+        .bind(i64::from(recent_from.unwrap_or(u32::MAX)))
+        .bind(folder)
+        .fetch_one(self.reads())
+        .await
+        .map_err(db)?;
+        let count = |i: usize| -> Result<u32> {
+            let v: i64 = row.try_get(i).map_err(db)?;
+            Ok(u32::try_from(v).unwrap_or(u32::MAX))
+        };
+        let size: i64 = row.try_get(3).map_err(db)?;
+        let first_unseen: Option<i64> = row.try_get(4).map_err(db)?;
+        Ok(FolderStatus {
+            messages: count(0)?,
+            unseen: count(1)?,
+            deleted: count(2)?,
+            size: u64::try_from(size).unwrap_or(0),
+            first_unseen_uid: first_unseen.and_then(|u| u32::try_from(u).ok()),
+            recent: if recent_from.is_some() { count(5)? } else { 0 },
+        })
+    }
+
     /// Appends a message whose blob is already durable (see [`crate::prepare_message`]).
     pub async fn append(&self, folder: FolderId, msg: NewMessage) -> Result<Appended> {
         self.write(move |tx: &mut Tx| {

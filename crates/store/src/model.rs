@@ -331,6 +331,18 @@ pub struct FlagsResult {
     pub modified: Vec<u32>,
 }
 
+/// Counts of a folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub messages: u32,
+    pub unseen: u32,
+    pub deleted: u32,
+    pub size: u64,
+    pub first_unseen_uid: Option<u32>,
+    /// Messages with a UID at or above the `recent_from` asked for.
+    pub recent: u32,
+}
+
 /// Changes in a folder since a MODSEQ (for CONDSTORE/QRESYNC).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangesSince {
