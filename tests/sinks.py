@@ -133,10 +133,26 @@ class TestCA:
         return cert_path, key_path
 
     def server_context(self, names: Iterable[str]) -> ssl.SSLContext:
-        cert, key = self.issue(names)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        return ctx
+        return context_for(*self.issue(names))
+
+
+def context_for(cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS server context with this certificate and key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def spki_sha256(cert: Path) -> str:
+    """The hex SHA-256 of a certificate's SubjectPublicKeyInfo: the data of a `3 1 1` TLSA
+    record (DANE-EE, SPKI, SHA-256)."""
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    c = x509.load_pem_x509_certificate(cert.read_bytes())
+    spki = c.public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +230,9 @@ class Transaction:
     auth_user: str | None
     reply: str
     helo: str | None
+    #: The MAIL and RCPT command arguments exactly as sent (aiosmtpd upper-cases its options).
+    raw_mail: str = ""
+    raw_rcpts: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -248,6 +267,23 @@ class _SinkSMTP(SMTP):
             self.sink._lt.transports.discard(t)
         super().connection_lost(error)
 
+    async def smtp_MAIL(self, arg):
+        self._raw_mail = arg or ""
+        self._raw_rcpts = []
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg):
+        self.__dict__.setdefault("_raw_rcpts", []).append(arg or "")
+        await super().smtp_RCPT(arg)
+
+    def _getparams(self, params):
+        result = super()._getparams(params)
+        if result is not None and self.sink.dsn:
+            # RFC 3461 parameters: accepted (and recorded in raw_mail/raw_rcpts) when DSN is on.
+            for key in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                result.pop(key, None)
+        return result
+
     async def smtp_AUTH(self, arg: str) -> None:
         with self.sink.lock:
             self.sink.auth_events.append(AuthEvent(tls=self._tls_protocol is not None, arg=arg))
@@ -260,6 +296,8 @@ class _Handler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        if self.sink.dsn:
+            responses.insert(len(responses) - 1, "250-DSN")
         if self.sink.ehlo_filter is not None:
             responses = self.sink.ehlo_filter(responses)
         return responses
@@ -287,6 +325,8 @@ class _Handler:
                 auth_user=user if session.authenticated else None,
                 reply=reply,
                 helo=session.host_name,
+                raw_mail=getattr(server, "_raw_mail", ""),
+                raw_rcpts=list(getattr(server, "_raw_rcpts", [])),
             ))
         return reply
 
@@ -300,6 +340,8 @@ class Sink:
       smtputf8        offer SMTPUTF8
       credentials     {user: password}: AUTH PLAIN/LOGIN offered (after TLS unless
                       auth_require_tls=False) and required before MAIL
+      dsn             offer DSN (RFC 3461) and accept its parameters
+      size_limit      the SIZE announced and enforced
       ehlo_filter     a function that edits the list of EHLO reply lines
     Replies: rcpt_replies {address: "550 5.1.1 ..."} (default 250), data_replies: a list of
     replies to the next messages in order, then default_data_reply.
@@ -307,8 +349,10 @@ class Sink:
 
     def __init__(self, hostname: str = "mx.sink.test", *, tls_context: ssl.SSLContext | None = None,
                  smtputf8: bool = True, credentials: dict[str, str] | None = None,
-                 auth_require_tls: bool = True):
+                 auth_require_tls: bool = True, dsn: bool = False, size_limit: int = 33554432):
         self.hostname = hostname
+        self.dsn = dsn
+        self.size_limit = size_limit
         self.tls_context = tls_context
         self.smtputf8 = smtputf8
         self.credentials = credentials
@@ -345,6 +389,7 @@ class Sink:
             tls_context=self.tls_context,
             timeout=60,
             ident="sink",
+            data_size_limit=self.size_limit,
         )
         if self.credentials is not None:
             kwargs.update(authenticator=self._authenticator, auth_required=True,

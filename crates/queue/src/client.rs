@@ -441,6 +441,15 @@ impl SmtpSession {
         message: &[u8],
     ) -> Result<RcptReplies, ClientError> {
         let all = |r: Reply| vec![r; env.rcpts.len()];
+        // RFC 6152 §3: 8-bit content goes to a server without 8BITMIME only converted to
+        // 7-bit MIME (as Postfix does), never as it is.
+        let converted;
+        let message = if !self.caps.eight_bit && !message.is_ascii() {
+            converted = crate::downgrade::to_seven_bit(message);
+            converted.as_deref().unwrap_or(message)
+        } else {
+            message
+        };
         // RFC 6531 §3.7.5: without SMTPUTF8 at the peer the message cannot be sent as it is.
         if env.smtputf8 && !self.caps.smtputf8 {
             return Ok(all(Reply::synthetic(

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod dane;
 pub mod dns;
+pub mod downgrade;
 pub mod dsn;
 pub mod mta_sts;
 mod report;
