@@ -42,16 +42,23 @@ pub struct ImapService {
 }
 
 impl ImapService {
-    pub fn new(cfg: ImapConfig, directory: Directory, store: Store) -> ImapService {
-        ImapService {
+    /// The service; reads every folder's UIDNEXT so that mail arriving from now on counts as
+    /// \Recent.
+    pub async fn new(
+        cfg: ImapConfig,
+        directory: Directory,
+        store: Store,
+    ) -> Result<ImapService, mailstead_store::StoreError> {
+        let at_start = store.folder_uidnexts().await?.into_iter().collect();
+        Ok(ImapService {
             shared: Arc::new(session::Shared {
                 cfg,
                 store,
                 directory,
-                recent: Default::default(),
+                recent: session::RecentTracker::new(at_start),
                 user_sessions: Default::default(),
             }),
-        }
+        })
     }
 }
 

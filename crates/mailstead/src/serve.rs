@@ -91,7 +91,7 @@ pub async fn run(paths: &Paths) -> Result<ExitCode> {
     };
     let listeners = Listeners::new(limits, Some(tls.clone()), config.enable_ipv6);
     let mut bound_list = Vec::new();
-    for (spec, service) in services::build(&ctx) {
+    for (spec, service) in services::build(&ctx).await? {
         let port = spec.bind.port;
         let bound = listeners
             .bind(spec)

@@ -59,7 +59,7 @@ fn smtp(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
 /// Dovecot's mail_max_userip_connections as mailcow sets it for IMAP.
 const IMAP_MAX_USERIP_CONNECTIONS: u32 = 500;
 
-fn imap(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+async fn imap(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>)>> {
     let c = &ctx.config;
     let cfg = ImapConfig {
         hostname: c.hostname.clone(),
@@ -67,14 +67,14 @@ fn imap(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
         max_user_connections: IMAP_MAX_USERIP_CONNECTIONS,
         auth_failure_delay: c.auth_failure_delay,
     };
-    let service: Arc<dyn Service> = Arc::new(ImapService::new(
-        cfg,
-        ctx.directory.clone(),
-        ctx.store.clone(),
-    ));
+    let service: Arc<dyn Service> = Arc::new(
+        ImapService::new(cfg, ctx.directory.clone(), ctx.store.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("the IMAP service cannot start: {e}"))?,
+    );
     // The session sets its own timeouts (login, autologout); this one covers the greeting.
     let idle_timeout = std::time::Duration::from_secs(180);
-    vec![
+    Ok(vec![
         (
             Spec {
                 name: "imap",
@@ -95,7 +95,7 @@ fn imap(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
             },
             service,
         ),
-    ]
+    ])
 }
 
 /// The outbound queue runner.
@@ -121,8 +121,8 @@ pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String>
 }
 
 /// The enabled services and their listeners, in start order.
-pub fn build(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+pub async fn build(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>)>> {
     let mut services = smtp(ctx);
-    services.extend(imap(ctx));
-    services
+    services.extend(imap(ctx).await?);
+    Ok(services)
 }

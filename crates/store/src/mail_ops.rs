@@ -19,7 +19,7 @@ use sqlx::{Row, SqliteConnection};
 
 macro_rules! folder_cols {
     () => {
-        "id, mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq"
+        "id, mailbox_id, name, special_use, uidvalidity, uidnext, highestmodseq"
     };
 }
 
@@ -29,7 +29,6 @@ fn folder_row(r: &SqliteRow) -> Result<Folder> {
         mailbox_id: r.try_get("mailbox_id").map_err(db)?,
         name: r.try_get("name").map_err(db)?,
         special_use: r.try_get("special_use").map_err(db)?,
-        subscribed: r.try_get("subscribed").map_err(db)?,
         uidvalidity: r.try_get::<i64, _>("uidvalidity").map_err(db)? as u32,
         uidnext: r.try_get::<i64, _>("uidnext").map_err(db)? as u32,
         highestmodseq: r.try_get::<i64, _>("highestmodseq").map_err(db)? as u64,
@@ -134,6 +133,26 @@ async fn next_uidvalidity(tx: &mut Tx) -> Result<u32> {
     Ok(v)
 }
 
+/// Creates the missing superior folders of `name` (RFC 9051 §6.3.4, §6.3.6): `a` and `a/b`
+/// for `a/b/c`.
+async fn create_parents(tx: &mut Tx, mailbox: MailboxId, name: &str) -> Result<()> {
+    let parts: Vec<&str> = name.split(FOLDER_SEPARATOR).collect();
+    for i in 1..parts.len() {
+        let parent = parts[..i].join(&FOLDER_SEPARATOR.to_string());
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM folder WHERE mailbox_id = ? AND name = ?")
+                .bind(mailbox)
+                .bind(&parent)
+                .fetch_optional(&mut tx.conn)
+                .await
+                .map_err(db)?;
+        if exists.is_none() {
+            folder_insert(tx, mailbox, &parent, None).await?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn folder_insert(
     tx: &mut Tx,
     mailbox: MailboxId,
@@ -142,8 +161,8 @@ pub(crate) async fn folder_insert(
 ) -> Result<Folder> {
     let uidvalidity = next_uidvalidity(tx).await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO folder (mailbox_id, name, special_use, subscribed, uidvalidity) \
-         VALUES (?, ?, ?, 1, ?) RETURNING id",
+        "INSERT INTO folder (mailbox_id, name, special_use, uidvalidity) \
+         VALUES (?, ?, ?, ?) RETURNING id",
     )
     .bind(mailbox)
     .bind(name)
@@ -157,6 +176,13 @@ pub(crate) async fn folder_insert(
         }
         _ => db(e),
     })?;
+    // New folders start subscribed, so clients that show only subscribed folders see them.
+    sqlx::query("INSERT OR IGNORE INTO subscription (mailbox_id, name) VALUES (?, ?)")
+        .bind(mailbox)
+        .bind(name)
+        .execute(&mut tx.conn)
+        .await
+        .map_err(db)?;
     tx.events.push(Event {
         mailbox,
         folder: id,
@@ -168,7 +194,6 @@ pub(crate) async fn folder_insert(
         mailbox_id: mailbox,
         name: name.to_string(),
         special_use: special_use.map(str::to_string),
-        subscribed: true,
         uidvalidity,
         uidnext: 1,
         highestmodseq: 1,
@@ -551,6 +576,18 @@ impl Store {
         row.as_ref().map(folder_row).transpose()
     }
 
+    /// Every folder's id and UIDNEXT.
+    pub async fn folder_uidnexts(&self) -> Result<Vec<(FolderId, u32)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT id, uidnext FROM folder")
+            .fetch_all(self.reads())
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, next)| (id, u32::try_from(next).unwrap_or(u32::MAX)))
+            .collect())
+    }
+
     /// Creates a folder, and its missing parents (RFC 9051 §6.3.4 SHOULD).
     pub async fn folder_create(
         &self,
@@ -567,21 +604,7 @@ impl Store {
         let special = special_use.map(str::to_string);
         self.write(move |tx: &mut Tx| {
             Box::pin(async move {
-                let parts: Vec<&str> = name.split(FOLDER_SEPARATOR).collect();
-                for i in 1..parts.len() {
-                    let parent = parts[..i].join(&FOLDER_SEPARATOR.to_string());
-                    let exists: Option<i64> = sqlx::query_scalar(
-                        "SELECT id FROM folder WHERE mailbox_id = ? AND name = ?",
-                    )
-                    .bind(mailbox)
-                    .bind(&parent)
-                    .fetch_optional(&mut tx.conn)
-                    .await
-                    .map_err(db)?;
-                    if exists.is_none() {
-                        folder_insert(tx, mailbox, &parent, None).await?;
-                    }
-                }
+                create_parents(tx, mailbox, &name).await?;
                 folder_insert(tx, mailbox, &name, special.as_deref()).await
             })
         })
@@ -634,7 +657,22 @@ impl Store {
                         })?;
                     tx.events.push(Event { mailbox, folder: id, modseq: 0, change: Change::Folder });
                 }
-                Ok(())
+                // Subscriptions follow the folders they name (as in Dovecot).
+                sqlx::query(
+                    "UPDATE OR IGNORE subscription SET name = ? || substr(name, ?) \
+                     WHERE mailbox_id = ? AND (name = ? OR substr(name, 1, ?) = ?)",
+                )
+                .bind(&to)
+                .bind(from.chars().count() as i64 + 1)
+                .bind(mailbox)
+                .bind(&from)
+                .bind(prefix.chars().count() as i64)
+                .bind(&prefix)
+                .execute(&mut tx.conn)
+                .await
+                .map_err(db)?;
+                // RFC 9051 §6.3.6: the superior names of the new name are created too.
+                create_parents(tx, mailbox, &to).await
             })
         })
         .await
@@ -678,22 +716,31 @@ impl Store {
         .await
     }
 
-    pub async fn folder_subscribe(&self, folder: FolderId, subscribed: bool) -> Result<()> {
+    /// The names a mailbox's user subscribed to, existing folders or not (RFC 9051 §6.3.7).
+    pub async fn subscriptions(&self, mailbox: MailboxId) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT name FROM subscription WHERE mailbox_id = ? ORDER BY name")
+            .bind(mailbox)
+            .fetch_all(self.reads())
+            .await
+            .map_err(db)
+    }
+
+    /// Adds or removes a subscription.
+    pub async fn subscribe(&self, mailbox: MailboxId, name: &str, on: bool) -> Result<()> {
+        let name = canonical_folder_name(name);
         self.write(move |tx: &mut Tx| {
             Box::pin(async move {
-                let f = folder_in(&mut tx.conn, folder).await?;
-                sqlx::query("UPDATE folder SET subscribed = ? WHERE id = ?")
-                    .bind(subscribed)
-                    .bind(folder)
+                let sql = if on {
+                    "INSERT OR IGNORE INTO subscription (mailbox_id, name) VALUES (?, ?)"
+                } else {
+                    "DELETE FROM subscription WHERE mailbox_id = ? AND name = ?"
+                };
+                sqlx::query(sql)
+                    .bind(mailbox)
+                    .bind(&name)
                     .execute(&mut tx.conn)
                     .await
                     .map_err(db)?;
-                tx.events.push(Event {
-                    mailbox: f.mailbox_id,
-                    folder,
-                    modseq: f.highestmodseq,
-                    change: Change::Folder,
-                });
                 Ok(())
             })
         })

@@ -222,7 +222,6 @@ pub struct Folder {
     pub mailbox_id: MailboxId,
     pub name: String,
     pub special_use: Option<String>,
-    pub subscribed: bool,
     pub uidvalidity: u32,
     pub uidnext: u32,
     pub highestmodseq: u64,

@@ -9,10 +9,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_queue.sql")),
     (3, include_str!("migrations/0003_outbound.sql")),
+    (4, include_str!("migrations/0004_subscriptions.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())

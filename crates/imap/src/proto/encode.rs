@@ -42,9 +42,20 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
 }
 
 /// A literal: `{n}` CRLF bytes.
+///
+/// A literal is CHAR8, %x01-ff (RFC 9051 §4.3, §9): a NUL in the data (only BINARY may carry
+/// one, as literal8) is sent as 0x80, as Dovecot does, keeping the length.
 pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     let _ = write!(out, "{{{}}}\r\n", s.len());
+    let start = out.len();
     out.extend_from_slice(s);
+    if memchr::memchr(0, s).is_some() {
+        for b in out.get_mut(start..).unwrap_or_default() {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
 }
 
 /// A literal8 (RFC 3516 §4.2): `~{n}` CRLF bytes, for BINARY data with NUL octets.

@@ -4474,11 +4474,17 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..40),
             any::<bool>(),
         )
-            .prop_map(|(flags, date, data, binary)| AppendMessage {
-                flags,
-                date,
-                data,
-                binary,
+            .prop_map(|(flags, date, mut data, binary)| {
+                // Only a literal8 carries NUL; a plain literal is CHAR8 (RFC 9051 §4.3).
+                if !binary {
+                    data.retain(|&b| b != 0);
+                }
+                AppendMessage {
+                    flags,
+                    date,
+                    data,
+                    binary,
+                }
             })
             .boxed()
     }

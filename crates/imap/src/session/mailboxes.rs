@@ -4,39 +4,16 @@
 
 use super::updates::{flag_list, uid_set};
 use super::{Next, Selected, Session, State};
-use crate::proto::types::{
-    AppendMessage, Flag, ListReturn, ListSelect, MailboxArg, Qresync, StatusItem,
-};
+use crate::proto::types::{AppendMessage, Flag, MailboxArg, Qresync, StatusItem};
 use crate::proto::utf7;
 use crate::view::View;
-use mailstead_store::{FOLDER_SEPARATOR, Flags, Folder, NewMessage, StoreError};
+use mailstead_store::{Flags, Folder, NewMessage, StoreError};
 use std::io::Write as _;
 use std::sync::Arc;
 
 /// Special-use attributes a folder may be created with (RFC 6154 §2; \All and \Flagged are
 /// virtual folders this server does not have).
 const CREATABLE_SPECIAL_USE: &[&str] = &["\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash"];
-
-/// Whether `name` matches a LIST pattern: `*` matches anything, `%` anything but the hierarchy
-/// separator (RFC 9051 §6.3.9).
-pub(crate) fn pattern_matches(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|i| pattern_matches(rest, &name[i..])),
-        Some(('%', rest)) => {
-            for i in 0..=name.len() {
-                if pattern_matches(rest, &name[i..]) {
-                    return true;
-                }
-                if i < name.len() && name[i] == FOLDER_SEPARATOR {
-                    return false;
-                }
-            }
-            false
-        }
-        Some((c, rest)) => name.first() == Some(c) && pattern_matches(rest, &name[1..]),
-    }
-}
 
 impl Session {
     /// A mailbox name from the wire: UTF-8 once enabled, else modified UTF-7 (RFC 3501 §5.1.3).
@@ -136,8 +113,9 @@ impl Session {
                 return Next::Continue;
             }
         };
+        // EXAMINE shows what is recent but leaves it recent (RFC 3501 §6.3.2).
         let recent_from = if examine {
-            u32::MAX
+            self.shared.recent.peek(folder.id)
         } else {
             self.shared.recent.claim(folder.id, folder.uidnext)
         };
@@ -368,11 +346,29 @@ impl Session {
         Next::Continue
     }
 
+    /// SUBSCRIBE needs an existing mailbox; UNSUBSCRIBE takes any subscribed name, since a
+    /// subscription outlives its mailbox (RFC 9051 §6.3.7, §6.3.8).
     pub(super) async fn subscribe(&mut self, tag: &str, arg: &MailboxArg, on: bool) -> Next {
-        let Some(folder) = self.find_folder(tag, arg).await else {
-            return Next::Continue;
+        let name = if on {
+            match self.find_folder(tag, arg).await {
+                Some(f) => f.name,
+                None => return Next::Continue,
+            }
+        } else {
+            match self.folder_name(arg) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.bad(tag, &e);
+                    return Next::Continue;
+                }
+            }
         };
-        match self.shared.store.folder_subscribe(folder.id, on).await {
+        match self
+            .shared
+            .store
+            .subscribe(self.mailbox_id(), &name, on)
+            .await
+        {
             Ok(()) => self.ok(
                 tag,
                 if on {
@@ -386,125 +382,9 @@ impl Session {
         Next::Continue
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn list(
-        &mut self,
-        tag: &str,
-        select: &[ListSelect],
-        reference: &MailboxArg,
-        patterns: &[MailboxArg],
-        returns: &[ListReturn],
-        lsub: bool,
-    ) -> Next {
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        let reference = match self.folder_name(reference) {
-            Ok(r) => {
-                if reference.0.is_empty() {
-                    String::new()
-                } else {
-                    r
-                }
-            }
-            Err(e) => {
-                self.bad(tag, &e);
-                return Next::Continue;
-            }
-        };
-        let folders = match self.shared.store.folder_list(self.mailbox_id()).await {
-            Ok(f) => f,
-            Err(e) => {
-                self.server_error(tag, &e);
-                return Next::Continue;
-            }
-        };
-        let subscribed_only = lsub || select.contains(&ListSelect::Subscribed);
-        let special_only = select.contains(&ListSelect::SpecialUse);
-        let show_subscribed =
-            returns.contains(&ListReturn::Subscribed) || select.contains(&ListSelect::Subscribed);
-        let status_items: Option<&Vec<StatusItem>> = returns.iter().find_map(|r| match r {
-            ListReturn::Status(items) => Some(items),
-            _ => None,
-        });
-        let mut matched: Vec<&Folder> = Vec::new();
-        for raw in patterns {
-            let pattern = if raw.0.is_empty() {
-                String::new()
-            } else {
-                match self.folder_name(raw) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        self.bad(tag, &e);
-                        return Next::Continue;
-                    }
-                }
-            };
-            if pattern.is_empty() && !lsub {
-                // RFC 9051 §6.3.9: an empty pattern asks for the hierarchy delimiter.
-                self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
-                continue;
-            }
-            let full: Vec<char> = format!("{reference}{pattern}").chars().collect();
-            for f in &folders {
-                let name: Vec<char> = f.name.chars().collect();
-                // INBOX matches case-insensitively (RFC 9051 §5.1).
-                let inbox_match = f.name == "INBOX"
-                    && pattern_matches(
-                        &full
-                            .iter()
-                            .map(|c| c.to_ascii_uppercase())
-                            .collect::<Vec<_>>(),
-                        &name,
-                    );
-                if (pattern_matches(&full, &name) || inbox_match)
-                    && !matched.iter().any(|m| m.id == f.id)
-                {
-                    matched.push(f);
-                }
-            }
-        }
-        matched.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
-        let store = self.shared.store.clone();
-        for f in matched {
-            if subscribed_only && !f.subscribed {
-                continue;
-            }
-            if special_only && f.special_use.is_none() {
-                continue;
-            }
-            let prefix = format!("{}{}", f.name, FOLDER_SEPARATOR);
-            let has_children = folders.iter().any(|o| o.name.starts_with(&prefix));
-            let mut attrs: Vec<&str> = vec![if has_children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            }];
-            if let Some(su) = &f.special_use {
-                attrs.push(su);
-            }
-            if show_subscribed && f.subscribed && !lsub {
-                attrs.push("\\Subscribed");
-            }
-            let mut line = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            line.extend_from_slice(&self.wire_name(&f.name));
-            line.extend_from_slice(b"\r\n");
-            self.out.extend_from_slice(&line);
-            if let Some(items) = status_items {
-                // RFC 5819: a STATUS response after each selectable mailbox's LIST response.
-                if let Ok(Some(folder)) = store.folder_by_id(f.id).await {
-                    self.status_response(&folder, items).await;
-                }
-            }
-        }
-        self.ok(tag, &format!("{verb} completed"));
-        Next::Continue
-    }
-
-    async fn status_response(&mut self, folder: &Folder, items: &[StatusItem]) {
-        let recent_from = self
-            .shared
-            .recent
-            .peek(folder.id)
-            .filter(|&from| from < folder.uidnext);
+    pub(super) async fn status_response(&mut self, folder: &Folder, items: &[StatusItem]) {
+        let recent_from =
+            Some(self.shared.recent.peek(folder.id)).filter(|&from| from < folder.uidnext);
         let status = match self
             .shared
             .store
@@ -687,7 +567,7 @@ pub(crate) fn split_flags(flags: &[Flag]) -> (Flags, Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_matches;
+    use super::super::list::pattern_matches;
 
     fn m(p: &str, n: &str) -> bool {
         pattern_matches(

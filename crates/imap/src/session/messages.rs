@@ -826,7 +826,26 @@ impl Session {
                 if r.contains(&SearchReturn::Save)
                     && let State::Selected(sel) = &mut self.state
                 {
-                    sel.saved = Some(uids);
+                    // RFC 5182 §2.1: SAVE with only MIN and/or MAX saves just those.
+                    let only_extremes = !r
+                        .iter()
+                        .any(|x| matches!(x, SearchReturn::All | SearchReturn::Count))
+                        && r.iter()
+                            .any(|x| matches!(x, SearchReturn::Min | SearchReturn::Max));
+                    sel.saved = Some(if only_extremes {
+                        let mut kept = Vec::new();
+                        if r.contains(&SearchReturn::Min) {
+                            kept.extend(uids.iter().min());
+                        }
+                        if r.contains(&SearchReturn::Max) {
+                            kept.extend(uids.iter().max());
+                        }
+                        kept.sort_unstable();
+                        kept.dedup();
+                        kept
+                    } else {
+                        uids
+                    });
                 }
                 // RFC 5182 §2.4: with only SAVE, no ESEARCH response.
                 if r != [SearchReturn::Save] {

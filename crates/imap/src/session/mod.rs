@@ -4,6 +4,7 @@
 //! socket: the shell does literals, IDLE, STARTTLS and COMPRESS.
 
 mod auth;
+mod list;
 mod mailboxes;
 mod messages;
 mod updates;
@@ -67,26 +68,42 @@ pub enum Next {
 
 /// Per-folder state shared by every session of this server: which UIDs were already announced
 /// as \Recent to some session (RFC 3501 §2.3.2: a message is recent in one session only).
+/// Kept in memory: after a restart, messages that arrived before it are no longer recent.
 #[derive(Default)]
 pub struct RecentTracker {
+    /// The first UID not yet claimed, per folder claimed since start.
     next: Mutex<HashMap<i64, u32>>,
+    /// UIDNEXT of every folder when the server started: what arrived after it is recent until
+    /// a session claims it. A folder created since then is recent from UID 1.
+    at_start: HashMap<i64, u32>,
 }
 
 impl RecentTracker {
-    /// The first recent UID, without claiming (STATUS RECENT).
-    pub fn peek(&self, folder: i64) -> Option<u32> {
-        self.next
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&folder)
+    pub fn new(at_start: HashMap<i64, u32>) -> RecentTracker {
+        RecentTracker {
+            next: Mutex::default(),
+            at_start,
+        }
+    }
+
+    fn first_unclaimed(&self, map: &HashMap<i64, u32>, folder: i64) -> u32 {
+        map.get(&folder)
+            .or_else(|| self.at_start.get(&folder))
             .copied()
+            .unwrap_or(1)
+    }
+
+    /// The first recent UID, without claiming (EXAMINE, STATUS RECENT).
+    pub fn peek(&self, folder: i64) -> u32 {
+        let map = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        self.first_unclaimed(&map, folder)
     }
 
     /// Claims the messages from the last claim up to `uidnext`: returns the first UID that is
-    /// recent for the caller. The first claim after start claims nothing old.
+    /// recent for the caller.
     pub fn claim(&self, folder: i64, uidnext: u32) -> u32 {
         let mut map = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        let from = *map.get(&folder).unwrap_or(&uidnext);
+        let from = self.first_unclaimed(&map, folder);
         map.insert(folder, uidnext.max(from));
         from
     }

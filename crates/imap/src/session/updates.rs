@@ -90,7 +90,7 @@ impl Session {
             match store.changes_since(folder.id, sel.view.modseq).await {
                 Ok(changes) => {
                     let recent_from = if sel.read_only {
-                        u32::MAX
+                        self.shared.recent.peek(folder.id)
                     } else {
                         self.shared.recent.claim(folder.id, folder.uidnext)
                     };
