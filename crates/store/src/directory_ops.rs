@@ -671,11 +671,17 @@ impl Store {
                 for folder in folders {
                     crate::mail_ops::folder_remove(tx, folder).await?;
                 }
-                sqlx::query("DELETE FROM subscription WHERE mailbox_id = ?")
-                    .bind(id)
-                    .execute(&mut tx.conn)
-                    .await
-                    .map_err(db)?;
+                for sql in [
+                    "DELETE FROM subscription WHERE mailbox_id = ?",
+                    "DELETE FROM sieve_script WHERE mailbox_id = ?",
+                    "DELETE FROM sieve_memory WHERE mailbox_id = ?",
+                ] {
+                    sqlx::query(sql)
+                        .bind(id)
+                        .execute(&mut tx.conn)
+                        .await
+                        .map_err(db)?;
+                }
                 sqlx::query("DELETE FROM alias_target WHERE target = ?")
                     .bind(&address)
                     .execute(&mut tx.conn)

@@ -17,6 +17,7 @@ pub mod model;
 mod outbound_ops;
 mod queue_ops;
 mod schema;
+mod sieve_ops;
 pub mod summary;
 
 pub use blob::{BlobId, BlobRef, BlobStore, BlobWriter};
@@ -28,6 +29,7 @@ pub use queue_ops::{
     Attempt, NewQueued, NewQueuedRcpt, QueuedMessage, QueuedRcpt, RcptState, routing_domain,
 };
 pub use schema::SCHEMA_VERSION;
+pub use sieve_ops::{SieveGlobal, SievePhase, SieveScript};
 
 use group_commit::{Job, JobFn, Msg, Output, Tx};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

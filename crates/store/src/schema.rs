@@ -10,10 +10,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_queue.sql")),
     (3, include_str!("migrations/0003_outbound.sql")),
     (4, include_str!("migrations/0004_subscriptions.sql")),
+    (5, include_str!("migrations/0005_sieve.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
