@@ -73,6 +73,15 @@ pub enum Command {
     /// TLS policies for destination domains.
     #[command(subcommand, name = "tls-policy")]
     TlsPolicy(admin::outbound::TlsPolicyCommand),
+    /// Sieve filter scripts of mailboxes, and global pre- and post-filters.
+    #[command(subcommand)]
+    Sieve(admin::sieve::SieveCommand),
+    /// The out-of-office reply of a mailbox.
+    #[command(subcommand)]
+    Vacation(admin::sieve::VacationCommand),
+    /// Forwarding of a mailbox's mail.
+    #[command(subcommand)]
+    Forward(admin::sieve::ForwardCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,5 +123,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dkim(c) => admin::outbound::dkim(&paths, c).await,
         Command::Relayhost(c) => admin::outbound::relayhost(&paths, c).await,
         Command::TlsPolicy(c) => admin::outbound::tls_policy(&paths, c).await,
+        Command::Sieve(c) => admin::sieve::sieve(&paths, c).await,
+        Command::Vacation(c) => admin::sieve::vacation(&paths, c).await,
+        Command::Forward(c) => admin::sieve::forward(&paths, c).await,
     }
 }

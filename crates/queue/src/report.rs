@@ -154,6 +154,7 @@ async fn deliver_notice(q: &Queue, to: &str, bytes: Vec<u8>) -> Result<(), Store
                             folder: f.id,
                             flags: Flags::default(),
                             keywords: Vec::new(),
+                            message: None,
                         });
                     }
                 }

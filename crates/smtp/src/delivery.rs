@@ -22,6 +22,52 @@ pub struct MessageSink {
     return_path_len: usize,
     prefix_len: usize,
     keep_in_memory: bool,
+    hops: HopCounter,
+}
+
+/// Counts the Received fields of a message's header as its bytes stream past, for loop
+/// detection (RFC 5321 §6.3).
+#[derive(Default)]
+struct HopCounter {
+    /// The header has ended (an empty line was seen).
+    body: bool,
+    /// Bytes of the current line so far, up to the length of "received:".
+    line: Vec<u8>,
+    /// The current line is longer than the prefix and was already judged.
+    judged: bool,
+    count: u32,
+}
+
+impl HopCounter {
+    const NAME: &'static [u8] = b"received:";
+
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.body {
+                return;
+            }
+            if b == b'\n' {
+                if self.line.is_empty() || self.line == b"\r" {
+                    self.body = true;
+                }
+                self.line.clear();
+                self.judged = false;
+                continue;
+            }
+            if self.judged {
+                continue;
+            }
+            self.line.push(b);
+            if self.line.len() == Self::NAME.len() {
+                self.judged = true;
+                if self.line.eq_ignore_ascii_case(Self::NAME) {
+                    self.count += 1;
+                }
+                // Keep one byte so that the line does not look empty at its end.
+                self.line.truncate(1);
+            }
+        }
+    }
 }
 
 /// A finished message.
@@ -54,10 +100,12 @@ impl MessageSink {
             over: false,
             error: None,
             keep_in_memory,
+            hops: HopCounter::default(),
         }
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
+        self.hops.push(bytes);
         self.body += bytes.len() as u64;
         if self.over || self.error.is_some() {
             return;
@@ -93,6 +141,11 @@ impl MessageSink {
                 }
             }
         }
+    }
+
+    /// Received fields in the client's message header.
+    pub fn hops(&self) -> u32 {
+        self.hops.count
     }
 
     /// Size of the client's message.
@@ -162,6 +215,40 @@ pub fn signature(key: &DkimKey, message: &[u8]) -> Option<String> {
         Err(e) => {
             tracing::warn!(domain = %key.domain, error = %e, "sending unsigned");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HopCounter;
+    use proptest::prelude::*;
+
+    fn count(chunks: &[&[u8]]) -> u32 {
+        let mut h = HopCounter::default();
+        for c in chunks {
+            h.push(c);
+        }
+        h.count
+    }
+
+    #[test]
+    fn received_fields_of_the_header_only() {
+        let msg = b"Received: a\r\nRECEIVED: b\r\n c\r\nX-Received: d\r\nSubject: x\r\n\r\nReceived: e\r\n";
+        assert_eq!(count(&[msg]), 2);
+        assert_eq!(
+            count(&[b"Rece", b"ived: a\r", b"\nReceived:", b" b\r\n\r\n"]),
+            2
+        );
+        assert_eq!(count(&[b"\r\nReceived: a\r\n"]), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn chunking_does_not_change_the_count(n in 0usize..20, cut in 1usize..40) {
+            let msg = format!("{}Subject: s\r\n\r\nReceived: no\r\n", "Received: x\r\n".repeat(n));
+            let chunks: Vec<&[u8]> = msg.as_bytes().chunks(cut).collect();
+            prop_assert_eq!(count(&chunks) as usize, n);
         }
     }
 }

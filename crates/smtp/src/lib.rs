@@ -4,11 +4,13 @@
 //! [`session`] is the protocol as a state machine without I/O; [`data`] decodes message bodies;
 //! [`shell`] runs a session on a connection and delivers through the store. The SMTP session
 //! never touches the store directly: it asks the shell, which asks the directory and the store.
-//! Depends on core, store, directory and listener; never on another service.
+//! [`local`] routes a message to its local recipients through their Sieve scripts.
+//! Depends on core, store, directory, listener and sieve; never on another service.
 
 pub mod data;
 mod delivery;
 mod dkim;
+mod local;
 pub mod received;
 pub mod reply;
 pub mod session;
@@ -50,10 +52,12 @@ impl SmtpService {
         directory: Directory,
         store: Store,
     ) -> [(Mode, Arc<SmtpService>); 3] {
+        let filter = mailstead_sieve::Filter::new(store.clone(), &cfg.hostname);
         let shared = Arc::new(shell::Shared {
             cfg,
             directory,
             store,
+            filter,
         });
         [Mode::Mx, Mode::Submission, Mode::Submissions].map(|mode| {
             (

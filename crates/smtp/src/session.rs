@@ -67,7 +67,10 @@ pub struct MailParams {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub mailbox: i64,
+    /// The mailbox's address.
     pub address: String,
+    /// The recipient as the client gave it (an alias, a `+tag`): Sieve's envelope "to".
+    pub rcpt: String,
 }
 
 /// The answer to [`Action::CheckRecipient`].

@@ -12,7 +12,7 @@ use crate::wire::{Line, Wire};
 use mailstead_core::address::{Address, normalize_domain};
 use mailstead_directory::{Directory, Protocol, Resolution};
 use mailstead_listener::Connection;
-use mailstead_store::{DeliveryTarget, Flags, NewQueued, NewQueuedRcpt, Store, StoreError};
+use mailstead_store::{NewQueued, NewQueuedRcpt, Store, StoreError};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,9 +23,14 @@ pub struct Shared {
     pub cfg: SmtpConfig,
     pub directory: Directory,
     pub store: Store,
+    /// Sieve at delivery.
+    pub filter: mailstead_sieve::Filter,
 }
 
 pub use mailstead_core::id::new_id;
+
+/// Received fields a message may carry before it is refused as looping.
+const MAX_HOPS: u32 = 100;
 
 impl Shared {
     /// Where mail for `address` goes. Any address whose domain is not ours is "remote": the
@@ -97,6 +102,7 @@ impl Shared {
             targets.push(Target {
                 mailbox: t.mailbox,
                 address: t.address,
+                rcpt: address.to_string(),
             });
         }
         RcptVerdict::Local {
@@ -195,6 +201,15 @@ impl Shared {
         let Some(tx) = session.transaction() else {
             return reply::local_error();
         };
+        // RFC 5321 §6.3: a message that passed this many relays is looping; the threshold
+        // "normally at least 100".
+        if sink.hops() > MAX_HOPS {
+            return Reply::new(
+                554,
+                "5.4.6",
+                format!("too many hops ({}): a mail loop?", sink.hops()),
+            );
+        }
         let mut signature = None;
         if mode != Mode::Mx
             && let Some(user) = session.user()
@@ -219,64 +234,103 @@ impl Shared {
                 return reply::local_error();
             }
         };
-        let mut targets = Vec::with_capacity(tx.targets.len());
-        for t in &tx.targets {
-            match self.store.folder_get(t.mailbox, "INBOX").await {
-                Ok(Some(f)) => targets.push(DeliveryTarget {
-                    folder: f.id,
-                    flags: Flags::default(),
-                    keywords: Vec::new(),
-                }),
-                Ok(None) => {
-                    tracing::error!(id = %tx.id, mailbox = %t.address, "the mailbox has no INBOX");
-                    return reply::local_error();
-                }
-                Err(e) => {
-                    tracing::error!(id = %tx.id, error = %e, "folder lookup failed");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let blob = finished.blob;
+        let mut routing = match crate::local::route(self, tx, &finished, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(id = %tx.id, error = %e, "local routing failed");
+                self.store.discard_blob(blob.id).await;
+                return reply::local_error();
+            }
+        };
+        if !routing.rejected.is_empty() {
+            // RFC 5429 §2.1: when every recipient refuses, the refusal is the SMTP reply;
+            // otherwise the others get the message and the sender a notice.
+            if routing.targets.is_empty() && routing.queued.is_empty() && tx.remote.is_empty() {
+                self.discard(blob, &routing).await;
+                let reasons: Vec<&str> = routing.rejected.iter().map(|(_, r)| r.as_str()).collect();
+                let text = reasons.join("; ").replace(['\r', '\n'], " ");
+                return Reply::new(550, "5.7.1", text);
+            }
+            if !tx.from.is_empty() {
+                let original = match self.store.blobs().read(blob.id).await {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        tracing::error!(id = %tx.id, error = %e, "cannot read the message");
+                        self.discard(blob, &routing).await;
+                        return reply::local_error();
+                    }
+                };
+                let notice = crate::local::rejection_notice(
+                    &self.cfg.hostname,
+                    &tx.from,
+                    &routing.rejected,
+                    original.get(finished.skip as usize..).unwrap_or_default(),
+                );
+                if let Err(e) =
+                    crate::local::queue_notice(self, &mut routing, notice, &tx.from, now, tx).await
+                {
+                    tracing::error!(id = %tx.id, error = %e, "cannot write the rejection notice");
+                    self.discard(blob, &routing).await;
                     return reply::local_error();
                 }
             }
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let queued = (!tx.remote.is_empty()).then(|| NewQueued {
-            qid: tx.id.clone(),
-            blob: finished.blob,
-            summary: finished.summary.clone(),
-            skip: finished.skip,
-            sender: tx.from.clone(),
-            envid: tx.params.envid.clone(),
-            ret_full: tx.params.ret_full,
-            smtputf8: tx.params.smtputf8,
-            eight_bit: tx.params.eight_bit,
-            auth_user: session.user().map(str::to_string),
-            is_dsn: false,
-            rcpts: tx
-                .remote
-                .iter()
-                .map(|r| NewQueuedRcpt {
-                    address: r.address.clone(),
-                    orcpt: r.orcpt.clone(),
-                    notify: r.notify,
-                })
-                .collect(),
-            first_attempt: now,
-        });
-        let blob = finished.blob;
+        let mut queued = routing.queued.clone();
+        if !tx.remote.is_empty() {
+            queued.push(NewQueued {
+                qid: tx.id.clone(),
+                blob: finished.blob,
+                summary: finished.summary.clone(),
+                skip: finished.skip,
+                sender: tx.from.clone(),
+                envid: tx.params.envid.clone(),
+                ret_full: tx.params.ret_full,
+                smtputf8: tx.params.smtputf8,
+                eight_bit: tx.params.eight_bit,
+                auth_user: session.user().map(str::to_string),
+                is_dsn: false,
+                rcpts: tx
+                    .remote
+                    .iter()
+                    .map(|r| NewQueuedRcpt {
+                        address: r.address.clone(),
+                        orcpt: r.orcpt.clone(),
+                        notify: r.notify,
+                    })
+                    .collect(),
+                first_attempt: now,
+            });
+        }
+        if routing.targets.is_empty() && queued.is_empty() {
+            // Every script discarded it: accepted, and nothing to keep.
+            self.discard(blob, &routing).await;
+            return Reply::new(250, "2.0.0", format!("OK: queued as {}", tx.id));
+        }
         match self
             .store
-            .deliver_and_enqueue(blob, finished.summary, now, targets, queued)
+            .deliver_and_enqueue(blob, finished.summary, now, routing.targets.clone(), queued)
             .await
         {
             Ok(_) => Reply::new(250, "2.0.0", format!("OK: queued as {}", tx.id)),
             Err(StoreError::OverQuota(why)) => {
-                self.store.discard_blob(blob.id).await;
+                self.discard(blob, &routing).await;
                 Reply::new(452, "4.2.2", format!("{why}; try again later"))
             }
             Err(e) => {
                 tracing::error!(id = %tx.id, error = %e, "delivery failed");
-                self.store.discard_blob(blob.id).await;
+                self.discard(blob, &routing).await;
                 reply::local_error()
             }
+        }
+    }
+
+    /// Drops the blobs of a delivery that did not happen.
+    async fn discard(&self, blob: mailstead_store::BlobRef, routing: &crate::local::Routing) {
+        self.store.discard_blob(blob.id).await;
+        for b in &routing.blobs {
+            self.store.discard_blob(b.id).await;
         }
     }
 }

@@ -531,6 +531,9 @@ pub struct DeliveryTarget {
     pub folder: FolderId,
     pub flags: Flags,
     pub keywords: Vec<String>,
+    /// Another message for this target (durable blob and its summary) instead of the
+    /// delivery's: a copy a Sieve script changed.
+    pub message: Option<(crate::BlobRef, String)>,
 }
 
 impl Store {
@@ -824,7 +827,7 @@ impl Store {
         targets: Vec<DeliveryTarget>,
     ) -> Result<Vec<Appended>> {
         Ok(self
-            .deliver_and_enqueue(blob, summary, internal_date, targets, None)
+            .deliver_and_enqueue(blob, summary, internal_date, targets, Vec::new())
             .await?
             .0)
     }

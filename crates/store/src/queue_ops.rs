@@ -283,26 +283,27 @@ impl Store {
         summary: String,
         internal_date: i64,
         targets: Vec<DeliveryTarget>,
-        queued: Option<NewQueued>,
-    ) -> Result<(Vec<Appended>, Option<i64>)> {
+        queued: Vec<NewQueued>,
+    ) -> Result<(Vec<Appended>, Vec<i64>)> {
         self.write(move |tx: &mut Tx| {
             Box::pin(async move {
                 let mut out = Vec::with_capacity(targets.len());
                 for t in targets {
+                    let (blob, summary) = t.message.unwrap_or_else(|| (blob, summary.clone()));
                     let msg = NewMessage {
                         blob,
-                        summary: summary.clone(),
+                        summary,
                         flags: t.flags,
                         keywords: t.keywords,
                         internal_date,
                     };
                     out.push(append_in(tx, t.folder, &msg, true).await?);
                 }
-                let queued_id = match &queued {
-                    Some(q) => Some(enqueue_in(tx, q).await?),
-                    None => None,
-                };
-                Ok((out, queued_id))
+                let mut ids = Vec::with_capacity(queued.len());
+                for q in &queued {
+                    ids.push(enqueue_in(tx, q).await?);
+                }
+                Ok((out, ids))
             })
         })
         .await

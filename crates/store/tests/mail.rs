@@ -87,6 +87,7 @@ async fn inbox_targets(store: &Store, boxes: &[&Mailbox]) -> Vec<DeliveryTarget>
             folder: inbox(store, mb).await.id,
             flags: Flags::default(),
             keywords: vec![],
+            message: None,
         });
     }
     t

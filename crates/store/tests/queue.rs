@@ -44,6 +44,7 @@ async fn local_copy_and_queue_entry_commit_together() {
         folder: alice_inbox.id,
         flags: Flags::default(),
         keywords: vec![],
+        message: None,
     };
     let signal = store.queue_signal();
     let (appended, qid) = store
@@ -52,18 +53,18 @@ async fn local_copy_and_queue_entry_commit_together() {
             summary.clone(),
             0,
             vec![target],
-            Some(queued(
+            vec![queued(
                 "Q1",
                 blob,
                 summary,
                 &["x@remote.test", "Y@Other.Test"],
                 0,
-            )),
+            )],
         )
         .await
         .unwrap();
     assert_eq!(appended.len(), 1);
-    assert!(qid.is_some());
+    assert_eq!(qid.len(), 1);
     tokio::time::timeout(std::time::Duration::from_secs(1), signal.notified())
         .await
         .unwrap();
@@ -88,6 +89,7 @@ async fn local_copy_and_queue_entry_commit_together() {
         folder: inbox(&store, &full).await.id,
         flags: Flags::default(),
         keywords: vec![],
+        message: None,
     };
     let e = store
         .deliver_and_enqueue(
@@ -95,7 +97,7 @@ async fn local_copy_and_queue_entry_commit_together() {
             summary2.clone(),
             0,
             vec![t],
-            Some(queued("Q2", blob2, summary2, &["x@remote.test"], 0)),
+            vec![queued("Q2", blob2, summary2, &["x@remote.test"], 0)],
         )
         .await
         .unwrap_err();

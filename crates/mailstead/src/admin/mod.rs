@@ -7,6 +7,7 @@ pub mod domain;
 pub mod mailbox;
 pub mod message;
 pub mod outbound;
+pub mod sieve;
 
 use crate::paths::Paths;
 use anyhow::{Context, Result, bail};

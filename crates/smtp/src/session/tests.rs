@@ -58,6 +58,7 @@ fn with_recipient(s: &mut Session) {
         targets: vec![Target {
             mailbox: 1,
             address: "alice@example.test".into(),
+            rcpt: "alice@example.test".into(),
         }],
         forward: vec![],
     };
@@ -233,6 +234,7 @@ fn too_many_recipients() {
             targets: vec![Target {
                 mailbox: i,
                 address: format!("u{i}@example.test"),
+                rcpt: format!("u{i}@example.test"),
             }],
             forward: vec![],
         });
@@ -403,6 +405,7 @@ fn dsn_parameters_are_kept() {
         targets: vec![Target {
             mailbox: 1,
             address: "alice@example.test".into(),
+            rcpt: "alice@example.test".into(),
         }],
         forward: vec![],
     };
