@@ -220,6 +220,7 @@ impl Filter {
             .with_envelope(Envelope::From, req.sender)
             .with_envelope(Envelope::To, req.rcpt);
         let original_auto_submitted = auto_submitted(req.message);
+        let original_id = header(req.message, "message-id");
         // Messages the scripts made (editheader copies, vacation replies), by message id.
         let mut created: HashMap<usize, Arc<Vec<u8>>> = HashMap::new();
         let mut actions = Vec::new();
@@ -311,12 +312,17 @@ impl Filter {
                     ..
                 } => {
                     let message = created.get(&message_id).cloned();
-                    // A message the scripts wrote (vacation, notify) says Auto-Submitted
-                    // (RFC 5230 §5, RFC 5436 §2.7); a copy of the delivered one does not, or
-                    // neither action would have run.
-                    let generated = message
-                        .as_ref()
-                        .is_some_and(|m| !original_auto_submitted && auto_submitted(m));
+                    // A message the scripts wrote (vacation, notify) has a Message-ID of its
+                    // own and says Auto-Submitted (RFC 5230 §5, RFC 5436 §2.7); an edited copy
+                    // of the delivered one keeps its Message-ID.
+                    let generated = message.as_ref().is_some_and(|m| {
+                        auto_submitted(m) && header(m, "message-id") != original_id
+                    });
+                    if generated && original_auto_submitted {
+                        // Never answer automatic mail (RFC 3834 §2, RFC 5230 §4.5).
+                        tracing::debug!("no automatic reply to an automatic message");
+                        continue;
+                    }
                     for to in recipients(recipient) {
                         if generated {
                             let body = message.as_ref().map(|m| m.to_vec()).unwrap_or_default();
@@ -373,13 +379,20 @@ fn recipients(r: Recipient) -> Vec<String> {
 
 /// Whether the top-level header says the message was automatic (RFC 3834 §5).
 fn auto_submitted(message: &[u8]) -> bool {
+    header(message, "auto-submitted").is_some_and(|v| !v.to_ascii_lowercase().starts_with("no"))
+}
+
+/// The first top-level field `name` (lower case), unfolded and trimmed.
+fn header(message: &[u8], name: &str) -> Option<String> {
     let end = memchr_find(message, b"\r\n\r\n").unwrap_or(message.len());
-    let head = String::from_utf8_lossy(message.get(..end).unwrap_or_default());
-    head.split("\r\n").any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("auto-submitted")
-                && !value.trim().to_ascii_lowercase().starts_with("no")
-        })
+    let head = String::from_utf8_lossy(message.get(..end).unwrap_or_default())
+        .replace("\r\n ", " ")
+        .replace("\r\n\t", " ");
+    head.split("\r\n").find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }
 
