@@ -262,6 +262,9 @@ mod tests {
         assert!(!m("", "a"));
         assert!(m("%/%", "a/b"));
         assert!(!m("INBOX", "inbox"));
+        assert!(m("Work/*", "Work/2026/Q4"));
+        assert!(m("W*4", "Work/2026/Q4"));
+        assert!(!m("Work", "Work/2026"));
     }
 
     #[test]

@@ -564,28 +564,3 @@ pub(crate) fn split_flags(flags: &[Flag]) -> (Flags, Vec<String>) {
     }
     (bits, keywords)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::super::list::pattern_matches;
-
-    fn m(p: &str, n: &str) -> bool {
-        pattern_matches(
-            &p.chars().collect::<Vec<_>>(),
-            &n.chars().collect::<Vec<_>>(),
-        )
-    }
-
-    #[test]
-    fn list_patterns() {
-        assert!(m("*", "Work/2026/Q4"));
-        assert!(m("%", "Work"));
-        assert!(!m("%", "Work/2026"));
-        assert!(m("Work/%", "Work/2026"));
-        assert!(!m("Work/%", "Work/2026/Q4"));
-        assert!(m("Work/*", "Work/2026/Q4"));
-        assert!(m("W*4", "Work/2026/Q4"));
-        assert!(!m("Work", "Work/2026"));
-        assert!(m("", ""));
-    }
-}
