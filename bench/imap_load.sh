@@ -28,7 +28,7 @@ log() { echo "[$(date +%T)] $*" | tee -a "$RESULTS/log.txt"; }
 
 log "building mailstead (release)"
 (cd "$ROOT" && cargo build --release -q -p mailstead)
-BIN=$ROOT/target/release/mailstead
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailstead
 
 [ -f "$ANCHOR/postfix/etc/main.cf" ] || "$KIT/setup_anchor.sh" --users "$USERS" --password "$PASS" >> "$RESULTS/log.txt"
 

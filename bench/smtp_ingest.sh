@@ -25,7 +25,7 @@ messages_for() { if [ "$1" -ge 51200 ]; then echo "${MESSAGES_50K:-10000}"; else
 
 log "building mailstead (release)"
 (cd "$ROOT" && cargo build --release -q -p mailstead)
-BIN=$ROOT/target/release/mailstead
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailstead
 
 [ -f "$ANCHOR/postfix/etc/main.cf" ] || "$KIT/setup_anchor.sh" --users 100 --password "$PASS" >> "$RESULTS/log.txt"
 
