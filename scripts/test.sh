@@ -8,9 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages of the end-to-end tests. To come with their tests: isync offlineimap3
-# fetchmail mutt sieve-connect clamav-daemon.
-DEBIAN_PACKAGES=(swaks openssl)
+# Debian packages of the end-to-end tests: swaks, openssl, and the IMAP clients of
+# test_imap_clients.py (mbsync, offlineimap, fetchmail, mutt). To come with their tests:
+# sieve-connect clamav-daemon.
+DEBIAN_PACKAGES=(swaks openssl isync offlineimap3 fetchmail mutt)
 
 # On CI (CI is set by GitHub Actions, GitLab and most others) every build is cold: incremental
 # caches are written for nothing, and full debug info only slows compiling and linking. Line
