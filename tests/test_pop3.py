@@ -587,6 +587,26 @@ def test_message_bytes_are_exact(srv):
     p.quit()
 
 
+def test_a_message_without_a_final_line_end_is_sent_in_crlf_lines(srv):
+    """A message filed by an IMAP client with bare LFs and no line end after its last line is
+    sent in CRLF lines with a CRLF added at the end; STAT, LIST and RETR's size all count the
+    octets sent."""
+    m = imap(srv)
+    raw = b"Subject: bare LF\nMessage-ID: <lf@client.test>\n\nline one\n.dotted\nlast line"
+    typ, data = m.append("INBOX", None, None, raw)
+    assert typ == "OK", data
+    m.logout()
+    assert inbox(srv)["<lf@client.test>"].raw.endswith(b"\nlast line")
+    sent = raw.replace(b"\n", b"\r\n") + b"\r\n"
+    r = Raw(srv)
+    r.login()
+    assert r.cmd("STAT") == f"+OK 1 {len(sent)}\r\n".encode()
+    assert r.cmd("LIST 1") == f"+OK 1 {len(sent)}\r\n".encode()
+    assert r.cmd("RETR 1") == f"+OK {len(sent)} octets\r\n".encode()
+    assert r.multi() == sent.replace(b"\r\n.dotted", b"\r\n..dotted")
+    r.cmd("QUIT")
+
+
 def test_maildrop_is_fixed_at_login(srv):
     """RFC 1939 §4: the session's maildrop is the INBOX at login; mail arriving meanwhile
     shows in the next session."""
