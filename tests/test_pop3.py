@@ -378,7 +378,7 @@ def test_implicit_tls_on_pops_port(srv):
 
 
 def test_stls_drops_commands_pipelined_after_it(srv):
-    """RFC 2595 §4 (and the STARTTLS injection of RFC 7817): what a client sent in clear text
+    """RFC 2595 §4 and the 2011 STARTTLS command injection: what a client sent in clear text
     after STLS is not run as commands of the TLS session."""
     r = Raw(srv, source=OTHER)
     r.send(f"STLS\r\nUSER {ALICE}\r\nPASS {ALICE_PW}\r\n")

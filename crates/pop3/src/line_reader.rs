@@ -86,7 +86,7 @@ impl LineReader {
 
     /// Forgets everything received and not yet taken; returns how many bytes that was. Used
     /// after STLS, where bytes sent in clear text must not count as commands of the TLS session
-    /// (RFC 2595 §4, and the STARTTLS command injection of RFC 7817 §2).
+    /// (the 2011 STARTTLS command injection).
     pub fn clear(&mut self) -> usize {
         let lines: usize = self
             .events

@@ -4,8 +4,8 @@
 //!
 //! Messages are stored with CRLF line ends when they arrive by SMTP; other writers may leave a
 //! bare LF or a missing line end at the end, so both are mended here. The size of a message is
-//! the number of octets RETR sends before byte-stuffing (RFC 1939 §5 "exact size"), which is
-//! what [`size`] counts.
+//! the number of octets RETR sends before byte-stuffing, CRLF line ends included (RFC 1939
+//! §11), which is what [`size`] counts.
 
 use std::borrow::Cow;
 

@@ -167,7 +167,8 @@ impl Shell {
                 }
                 Action::StartTls => {
                     self.send(&mut session.out).await?;
-                    // RFC 2595 §4 / RFC 7817: what came after STLS in clear text is dropped.
+                    // What came after STLS in clear text is dropped: it must not run inside the
+                    // TLS session (the 2011 STARTTLS command injection).
                     let injected = self.reader.clear();
                     if injected > 0 {
                         tracing::warn!(client = %self.peer, bytes = injected, "discarded input sent in clear text after STLS");
