@@ -5,6 +5,7 @@ use mailstead_core::config::Config;
 use mailstead_directory::Directory;
 use mailstead_imap::{ImapConfig, ImapService};
 use mailstead_listener::{Service, Spec, TlsIdentity};
+use mailstead_pop3::{Pop3Config, Pop3Service};
 use mailstead_smtp::{Limits, Mode, SmtpConfig, SmtpService};
 use mailstead_store::Store;
 use std::sync::Arc;
@@ -98,6 +99,45 @@ async fn imap(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>
     ])
 }
 
+fn pop3(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+    let c = &ctx.config;
+    let cfg = Pop3Config {
+        hostname: c.hostname.clone(),
+        auth_failure_delay: c.auth_failure_delay,
+        allow_plaintext_auth: c.allow_plaintext_auth,
+    };
+    // One service for both listeners, so that its mailbox locks cover both.
+    let service: Arc<dyn Service> = Arc::new(Pop3Service::new(
+        cfg,
+        ctx.directory.clone(),
+        ctx.store.clone(),
+    ));
+    // The session sets its own timeouts (login, autologout); this one covers the greeting.
+    let idle_timeout = std::time::Duration::from_secs(180);
+    vec![
+        (
+            Spec {
+                name: "pop3",
+                key: "POP_PORT",
+                bind: c.pop_port,
+                implicit_tls: false,
+                idle_timeout,
+            },
+            service.clone(),
+        ),
+        (
+            Spec {
+                name: "pop3s",
+                key: "POPS_PORT",
+                bind: c.pops_port,
+                implicit_tls: true,
+                idle_timeout,
+            },
+            service,
+        ),
+    ]
+}
+
 /// The outbound queue runner.
 pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String> {
     let c = &ctx.config;
@@ -124,5 +164,6 @@ pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String>
 pub async fn build(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>)>> {
     let mut services = smtp(ctx);
     services.extend(imap(ctx).await?);
+    services.extend(pop3(ctx));
     Ok(services)
 }
