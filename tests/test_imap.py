@@ -282,8 +282,22 @@ def test_logindisabled_from_another_address_until_starttls(srv):
         logins
 
 
+def test_allow_plaintext_auth_lets_any_address_log_in_without_tls(srv):
+    """ALLOW_PLAINTEXT_AUTH=y (Dovecot's disable_plaintext_auth=no): no LOGINDISABLED, and
+    LOGIN without TLS works from another address; the log says tls=false."""
+    srv.restart(env={**FAST, "ALLOW_PLAINTEXT_AUTH": "y"})
+    c = Imap.connect(srv, source="127.0.0.2")
+    caps = capabilities(c.greeting)
+    assert "LOGINDISABLED" not in caps and "AUTH=PLAIN" in caps and "STARTTLS" in caps, caps
+    r = c.command(f"LOGIN {ALICE} {ALICE_PW}")
+    assert r.status == "OK", r
+    logins = login_lines(srv)
+    assert len(logins) == 1 and "client=127.0.0.2" in logins[0] and "tls=false" in logins[0], \
+        logins
+
+
 def test_starttls_discards_commands_pipelined_after_it(srv):
-    """RFC 9051 §6.2.1 (and RFC 7817's STARTTLS injection): bytes the client sent after
+    """RFC 9051 §6.2.1 (and the STARTTLS command injection, CVE-2011-0411): bytes the client sent after
     STARTTLS in clear text must not be executed as commands of the TLS session."""
     c = Imap.connect(srv)
     c.send(f"s1 STARTTLS\r\ns2 LOGIN {ALICE} {ALICE_PW}\r\ns3 SELECT INBOX\r\n")

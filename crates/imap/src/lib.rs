@@ -34,6 +34,8 @@ pub struct ImapConfig {
     pub max_user_connections: u32,
     /// Pause after a failed login.
     pub auth_failure_delay: Duration,
+    /// ALLOW_PLAINTEXT_AUTH: accept passwords without TLS from any address.
+    pub allow_plaintext_auth: bool,
 }
 
 /// The IMAP service, for both of its listeners.

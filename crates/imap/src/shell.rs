@@ -101,7 +101,7 @@ enum End {
 pub async fn run(shared: Arc<Shared>, conn: Connection) {
     let peer = conn.peer.ip();
     // Dovecot's rule: a client on the server's own address is as safe as one over TLS.
-    let local = conn.peer.ip() == conn.local.ip();
+    let local = conn.peer.ip() == conn.local.ip() || shared.cfg.allow_plaintext_auth;
     let tls = conn.tls_info().is_some();
     let mut session = Session::new(shared.clone(), tls, conn.can_start_tls(), peer, local);
     let listener = conn.listener;

@@ -67,6 +67,7 @@ async fn imap(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>
         append_limit: c.message_size_limit,
         max_user_connections: IMAP_MAX_USERIP_CONNECTIONS,
         auth_failure_delay: c.auth_failure_delay,
+        allow_plaintext_auth: c.allow_plaintext_auth,
     };
     let service: Arc<dyn Service> = Arc::new(
         ImapService::new(cfg, ctx.directory.clone(), ctx.store.clone())

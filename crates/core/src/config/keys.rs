@@ -202,9 +202,9 @@ config_table! {
         TLS_KEY => tls_key: OptPath = "";
         /// More names the certificate must cover besides MAILCOW_HOSTNAME, comma-separated.
         ADDITIONAL_SAN => additional_san: HostList = "";
-        /// y: POP3 takes passwords (USER/PASS, AUTH PLAIN) on connections without TLS from any
-        /// address, as Dovecot's disable_plaintext_auth=no. n: a password needs TLS (STLS or
-        /// POPS_PORT) unless the client is on the server's own address.
+        /// y: IMAP, POP3 and ManageSieve take passwords on connections without TLS from any
+        /// address, as Dovecot's disable_plaintext_auth=no. n: a password needs TLS (STARTTLS,
+        /// STLS or the implicit-TLS port) unless the client is on the server's own address.
         ALLOW_PLAINTEXT_AUTH => allow_plaintext_auth: YesNo = "n";
     }
     section "Storage" {

@@ -130,7 +130,8 @@ pub struct Session {
     /// STARTTLS can be offered (a certificate exists and TLS is not on yet).
     pub(crate) starttls: bool,
     /// The client connects from the server's own address: its traffic never leaves the host,
-    /// so passwords may go without TLS (Dovecot's rule for local connections).
+    /// so passwords may go without TLS (Dovecot's rule for local connections). Also set when
+    /// ALLOW_PLAINTEXT_AUTH says passwords may go without TLS from anywhere.
     pub(crate) local: bool,
     pub(crate) peer: IpAddr,
     pub(crate) compressed: bool,
