@@ -281,14 +281,7 @@ async fn vacation_replies_once_per_sender_and_never_to_lists_or_bounces() {
             message("gus@x.test", "q7", "Precedence: bulk\r\n"),
             "gus@x.test",
         ),
-        (
-            message("hal@x.test", "q8", "")
-                .iter()
-                .copied()
-                .collect::<Vec<u8>>()
-                .replace_to(),
-            "hal@x.test",
-        ),
+        (message("hal@x.test", "q8", "").replace_to(), "hal@x.test"),
     ] {
         let out = run(&filter, &m, &raw, sender).await;
         assert_eq!(
