@@ -48,7 +48,7 @@ async fn setup(dir: &std::path::Path) -> (Store, FolderId) {
             domain: "example.test".into(),
             name: String::new(),
             password: "{PLAIN}x".into(),
-            quota: Some(0),
+            quota: None,
             active: true,
             access: Access::default(),
         })
