@@ -5,6 +5,7 @@ use mailstead_core::config::Config;
 use mailstead_directory::Directory;
 use mailstead_imap::{ImapConfig, ImapService};
 use mailstead_listener::{Service, Spec, TlsIdentity};
+use mailstead_managesieve::{ManageSieveConfig, ManageSieveService};
 use mailstead_smtp::{Limits, Mode, SmtpConfig, SmtpService};
 use mailstead_store::Store;
 use std::sync::Arc;
@@ -98,6 +99,31 @@ async fn imap(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>
     ])
 }
 
+fn managesieve(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+    let c = &ctx.config;
+    let cfg = ManageSieveConfig {
+        hostname: c.hostname.clone(),
+        auth_failure_delay: c.auth_failure_delay,
+    };
+    let service: Arc<dyn Service> = Arc::new(ManageSieveService::new(
+        cfg,
+        ctx.directory.clone(),
+        ctx.store.clone(),
+    ));
+    vec![(
+        Spec {
+            name: "managesieve",
+            key: "SIEVE_PORT",
+            bind: c.sieve_port,
+            implicit_tls: false,
+            // The session sets its own timeouts (login, autologout); this one covers the
+            // greeting.
+            idle_timeout: std::time::Duration::from_secs(180),
+        },
+        service,
+    )]
+}
+
 /// The outbound queue runner.
 pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String> {
     let c = &ctx.config;
@@ -124,5 +150,6 @@ pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String>
 pub async fn build(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Service>)>> {
     let mut services = smtp(ctx);
     services.extend(imap(ctx).await?);
+    services.extend(managesieve(ctx));
     Ok(services)
 }
