@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages of the end-to-end tests. To come with their tests: isync offlineimap3
-# fetchmail mutt sieve-connect clamav-daemon.
-DEBIAN_PACKAGES=(swaks openssl)
+# fetchmail mutt clamav-daemon.
+DEBIAN_PACKAGES=(swaks openssl sieve-connect)
 
 # On CI (CI is set by GitHub Actions, GitLab and most others) every build is cold: incremental
 # caches are written for nothing, and full debug info only slows compiling and linking. Line
