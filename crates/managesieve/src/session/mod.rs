@@ -153,6 +153,11 @@ impl<A: Accounts> Session<A> {
     /// An invalid command: answered, and counted.
     fn bad(&mut self, text: &str) -> Next {
         self.no(None, text);
+        self.count_bad()
+    }
+
+    /// Counts an invalid command already answered; too many in a row end the session.
+    fn count_bad(&mut self) -> Next {
         self.bad_in_a_row += 1;
         if self.bad_in_a_row >= MAX_BAD_COMMANDS {
             self.bye(None, "too many invalid commands");
@@ -194,7 +199,8 @@ impl<A: Accounts> Session<A> {
                 if self.authenticated() {
                     // §1.3 QUOTA/MAXSIZE: the one literal worth sending is a script.
                     self.no(Some(&Code::QuotaMaxSize), &text);
-                    Next::Continue
+                    // Each one costs reading it; a client that keeps sending them goes.
+                    self.count_bad()
                 } else {
                     self.bad(&text)
                 }
