@@ -8,10 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages of the end-to-end tests: swaks, openssl, and the IMAP clients of
-# test_imap_clients.py (mbsync, offlineimap, fetchmail, mutt). To come with their tests:
-# sieve-connect clamav-daemon.
-DEBIAN_PACKAGES=(swaks openssl isync offlineimap3 fetchmail mutt)
+# Debian packages of the end-to-end tests: swaks, openssl, the IMAP and POP3 clients of
+# test_imap_clients.py and test_pop3.py (mbsync, offlineimap, fetchmail, mutt) and
+# sieve-connect for test_managesieve.py. To come with their tests: clamav-daemon.
+DEBIAN_PACKAGES=(swaks openssl isync offlineimap3 fetchmail mutt sieve-connect)
 
 # On CI (CI is set by GitHub Actions, GitLab and most others) every build is cold: incremental
 # caches are written for nothing, and full debug info only slows compiling and linking. Line

@@ -5,6 +5,7 @@ use mailstead_core::config::Config;
 use mailstead_directory::Directory;
 use mailstead_imap::{ImapConfig, ImapService};
 use mailstead_listener::{Service, Spec, TlsIdentity};
+use mailstead_managesieve::{ManageSieveConfig, ManageSieveService};
 use mailstead_pop3::{Pop3Config, Pop3Service};
 use mailstead_smtp::{Limits, Mode, SmtpConfig, SmtpService};
 use mailstead_store::Store;
@@ -139,6 +140,32 @@ fn pop3(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
     ]
 }
 
+fn managesieve(ctx: &ServerContext) -> Vec<(Spec, Arc<dyn Service>)> {
+    let c = &ctx.config;
+    let cfg = ManageSieveConfig {
+        hostname: c.hostname.clone(),
+        auth_failure_delay: c.auth_failure_delay,
+        allow_plaintext_auth: c.allow_plaintext_auth,
+    };
+    let service: Arc<dyn Service> = Arc::new(ManageSieveService::new(
+        cfg,
+        ctx.directory.clone(),
+        ctx.store.clone(),
+    ));
+    vec![(
+        Spec {
+            name: "managesieve",
+            key: "SIEVE_PORT",
+            bind: c.sieve_port,
+            implicit_tls: false,
+            // The session sets its own timeouts (login, autologout); this one covers the
+            // greeting.
+            idle_timeout: std::time::Duration::from_secs(180),
+        },
+        service,
+    )]
+}
+
 /// The outbound queue runner.
 pub fn queue(ctx: &ServerContext) -> Result<Arc<mailstead_queue::Queue>, String> {
     let c = &ctx.config;
@@ -166,5 +193,6 @@ pub async fn build(ctx: &ServerContext) -> anyhow::Result<Vec<(Spec, Arc<dyn Ser
     let mut services = smtp(ctx);
     services.extend(imap(ctx).await?);
     services.extend(pop3(ctx));
+    services.extend(managesieve(ctx));
     Ok(services)
 }

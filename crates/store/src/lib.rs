@@ -29,7 +29,7 @@ pub use queue_ops::{
     Attempt, NewQueued, NewQueuedRcpt, QueuedMessage, QueuedRcpt, RcptState, routing_domain,
 };
 pub use schema::SCHEMA_VERSION;
-pub use sieve_ops::{SieveGlobal, SievePhase, SieveScript};
+pub use sieve_ops::{SieveGlobal, SievePhase, SieveScript, SieveScriptInfo};
 
 use group_commit::{Job, JobFn, Msg, Output, Tx};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

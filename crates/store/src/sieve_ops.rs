@@ -18,6 +18,16 @@ pub struct SieveScript {
     pub modified: i64,
 }
 
+/// A script's name, size and state without its text: what ManageSieve needs for LISTSCRIPTS
+/// and its quota rules (RFC 5804 §2.5, §2.7) without reading every script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SieveScriptInfo {
+    pub name: String,
+    /// Bytes of the script's UTF-8 text.
+    pub size: u64,
+    pub active: bool,
+}
+
 /// When a global filter runs: before or after the user's own script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SievePhase {
@@ -72,6 +82,28 @@ impl Store {
         .await
         .map_err(db)?;
         rows.iter().map(script).collect()
+    }
+
+    /// A mailbox's scripts by name, without their text.
+    pub async fn sieve_infos(&self, mailbox: MailboxId) -> Result<Vec<SieveScriptInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, length(CAST(content AS BLOB)) AS size, active FROM sieve_script \
+             WHERE mailbox_id = ? ORDER BY name",
+        )
+        .bind(mailbox)
+        .fetch_all(self.reads())
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let size: i64 = r.try_get("size").map_err(db)?;
+                Ok(SieveScriptInfo {
+                    name: r.try_get("name").map_err(db)?,
+                    size: u64::try_from(size).unwrap_or(0),
+                    active: r.try_get("active").map_err(db)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn sieve_get(&self, mailbox: MailboxId, name: &str) -> Result<Option<SieveScript>> {

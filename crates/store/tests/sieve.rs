@@ -26,6 +26,26 @@ async fn scripts_put_activate_rename_delete() {
     let list = store.sieve_list(m.id).await.unwrap();
     let flags: Vec<(&str, bool)> = list.iter().map(|s| (s.name.as_str(), s.active)).collect();
     assert_eq!(flags, [("one", false), ("two", true)]);
+    store
+        .sieve_put(m.id, "two", "# \u{e9}t\u{e9}\nkeep;")
+        .await
+        .unwrap();
+    let infos = store.sieve_infos(m.id).await.unwrap();
+    assert_eq!(
+        infos,
+        [
+            SieveScriptInfo {
+                name: "one".into(),
+                size: 5,
+                active: false
+            },
+            SieveScriptInfo {
+                name: "two".into(),
+                size: 13,
+                active: true
+            }
+        ]
+    );
     assert!(matches!(
         store.sieve_activate(m.id, Some("nope")).await,
         Err(StoreError::NotFound(_))
