@@ -60,10 +60,23 @@ impl Directory {
             .as_ref()
             .map(|m| m.password.clone())
             .unwrap_or_else(|| DUMMY_HASH.into());
-        let pw = password.to_string();
-        let verdict = tokio::task::spawn_blocking(move || password::verify(&stored, &pw))
-            .await
-            .map_err(|e| DirectoryError::Internal(format!("password check task failed: {e}")))?;
+        // A password verified lately against this very hash needs no second check.
+        let remembered = mailbox.is_some() && self.logins.hit(&address, &stored, password);
+        let verdict = if remembered {
+            Ok(Verdict::Match { rehash: false })
+        } else {
+            let pw = password.to_string();
+            let checked = stored.clone();
+            self.hashing()
+                .run(move || password::verify(&checked, &pw))
+                .await?
+        };
+        if !remembered
+            && mailbox.is_some()
+            && matches!(verdict, Ok(Verdict::Match { rehash: false }))
+        {
+            self.logins.remember(&address, &stored, password);
+        }
         let (mailbox, rehash) = match (mailbox, verdict) {
             (Some(m), Ok(Verdict::Match { rehash })) => (m, rehash),
             (Some(m), Err(e)) => {
@@ -104,7 +117,7 @@ impl Directory {
     /// upgrade; the login itself already succeeded.
     async fn upgrade_hash(&self, mailbox: &Mailbox, password: &str) {
         let pw = password.to_string();
-        let new = match tokio::task::spawn_blocking(move || password::hash(&pw)).await {
+        let new = match self.hashing().run(move || password::hash(&pw)).await {
             Ok(Ok(h)) => h,
             _ => return,
         };
@@ -121,6 +134,10 @@ impl Directory {
                 tracing::warn!(user = %mailbox.address, error = %e, "password hash upgrade failed")
             }
         }
+    }
+
+    fn hashing(&self) -> &crate::login_cache::HashPool {
+        self.hashing.get_or_init(crate::login_cache::HashPool::new)
     }
 
     /// Recent failed logins from an address and for an account.

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod login_cache;
 pub mod password;
 pub mod resolve;
 
@@ -34,6 +35,10 @@ pub enum DirectoryError {
 pub struct Directory {
     store: Store,
     failures: Arc<FailureCounters>,
+    logins: Arc<login_cache::LoginCache>,
+    /// Started at the first password check, so admin commands that never check one start no
+    /// threads.
+    hashing: Arc<std::sync::OnceLock<login_cache::HashPool>>,
 }
 
 impl Directory {
@@ -41,6 +46,8 @@ impl Directory {
         Directory {
             store,
             failures: Arc::new(FailureCounters::new(Duration::from_secs(3600), 100_000)),
+            logins: Arc::new(login_cache::LoginCache::new(login_cache::TTL)),
+            hashing: Arc::new(std::sync::OnceLock::new()),
         }
     }
 

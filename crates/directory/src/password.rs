@@ -251,6 +251,16 @@ fn check_password_len(password: &str) -> Result<(), PasswordError> {
     Ok(())
 }
 
+thread_local! {
+    /// Argon2's working memory, kept by each thread that checks passwords (a few threads).
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Blocks (1 KiB each) of working memory a thread keeps between checks: 64 MiB. A stored hash
+/// that needs more gets memory of its own for the one check.
+const ARGON2_KEPT_BLOCKS: usize = 64 * 1024;
+
 /// Hashes a new password:
 /// `{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`, a PHC string with a random
 /// 16-byte salt, a 32-byte output and OWASP's minimum parameters (m=19456 KiB, t=2, p=1).
@@ -445,12 +455,27 @@ fn verify_argon2(
 
     let expected = expected.as_bytes();
     let mut computed = vec![0u8; expected.len()];
-    Argon2::new(algorithm, version, params)
-        .hash_password_into(password, salt.as_ref(), &mut computed)
-        .map_err(|e| match e {
-            argon2::Error::OutOfMemory => PasswordError::Argon2(e.into()),
-            _ => malformed(scheme, "rejected by argon2"),
-        })?;
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let result = ARGON2_MEMORY.with(|memory| match memory.try_borrow_mut() {
+        // The thread's buffer, reused: a fresh 19 MiB for every login is memory the allocator
+        // keeps (glibc raises its mmap threshold after the first free and never gives the
+        // heap chunks back), hundreds of MiB after a burst of logins.
+        Ok(mut memory) if blocks <= ARGON2_KEPT_BLOCKS => {
+            memory.resize(blocks, argon2::Block::default());
+            argon2.hash_password_into_with_memory(
+                password,
+                salt.as_ref(),
+                &mut computed,
+                &mut memory[..],
+            )
+        }
+        _ => argon2.hash_password_into(password, salt.as_ref(), &mut computed),
+    });
+    result.map_err(|e| match e {
+        argon2::Error::OutOfMemory => PasswordError::Argon2(e.into()),
+        _ => malformed(scheme, "rejected by argon2"),
+    })?;
     let matched: bool = computed.as_slice().ct_eq(expected).into();
 
     let weak = algorithm != Algorithm::Argon2id
