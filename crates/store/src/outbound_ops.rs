@@ -308,25 +308,20 @@ impl Store {
         .fetch_all(self.reads())
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(TlsPolicy {
-                    dest: r.try_get("dest").map_err(db)?,
-                    policy: r.try_get("policy").map_err(db)?,
-                    parameters: r.try_get("parameters").map_err(db)?,
-                    active: r.try_get("active").map_err(db)?,
-                    created: r.try_get("created").map_err(db)?,
-                })
-            })
-            .collect()
+        rows.iter().map(tls_policy).collect()
     }
 
+    /// The active policy of one destination: read for every outbound delivery, so one row.
     pub async fn tls_policy_get(&self, dest: &str) -> Result<Option<TlsPolicy>> {
-        Ok(self
-            .tls_policy_list()
-            .await?
-            .into_iter()
-            .find(|p| p.dest == dest && p.active))
+        let row = sqlx::query(
+            "SELECT dest, policy, parameters, active, created FROM tls_policy \
+             WHERE dest = ? AND active = 1",
+        )
+        .bind(dest)
+        .fetch_optional(self.reads())
+        .await
+        .map_err(db)?;
+        row.as_ref().map(tls_policy).transpose()
     }
 
     pub async fn tls_policy_delete(&self, dest: &str) -> Result<()> {
@@ -378,26 +373,17 @@ impl Store {
             .fetch_all(self.reads())
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(DkimKey {
-                    domain: r.try_get("domain").map_err(db)?,
-                    selector: r.try_get("selector").map_err(db)?,
-                    algorithm: r.try_get("algorithm").map_err(db)?,
-                    private_key: r.try_get("private_key").map_err(db)?,
-                    public_key: r.try_get("public_key").map_err(db)?,
-                    created: r.try_get("created").map_err(db)?,
-                })
-            })
-            .collect()
+        rows.iter().map(dkim_key).collect()
     }
 
+    /// One domain's key: read for every submitted message, so one row.
     pub async fn dkim_get(&self, domain: &str) -> Result<Option<DkimKey>> {
-        Ok(self
-            .dkim_list()
-            .await?
-            .into_iter()
-            .find(|k| k.domain == domain))
+        let row = sqlx::query("SELECT * FROM dkim_key WHERE domain = ?")
+            .bind(domain)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(db)?;
+        row.as_ref().map(dkim_key).transpose()
     }
 
     pub async fn dkim_delete(&self, domain: &str) -> Result<()> {
@@ -461,4 +447,25 @@ impl Store {
         })
         .await
     }
+}
+
+fn tls_policy(r: &sqlx::sqlite::SqliteRow) -> Result<TlsPolicy> {
+    Ok(TlsPolicy {
+        dest: r.try_get("dest").map_err(db)?,
+        policy: r.try_get("policy").map_err(db)?,
+        parameters: r.try_get("parameters").map_err(db)?,
+        active: r.try_get("active").map_err(db)?,
+        created: r.try_get("created").map_err(db)?,
+    })
+}
+
+fn dkim_key(r: &sqlx::sqlite::SqliteRow) -> Result<DkimKey> {
+    Ok(DkimKey {
+        domain: r.try_get("domain").map_err(db)?,
+        selector: r.try_get("selector").map_err(db)?,
+        algorithm: r.try_get("algorithm").map_err(db)?,
+        private_key: r.try_get("private_key").map_err(db)?,
+        public_key: r.try_get("public_key").map_err(db)?,
+        created: r.try_get("created").map_err(db)?,
+    })
 }
