@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The generated scripts, run before the user's own, in this order.
-pub const GENERATED: &[&str] = &["_vacation", "_forward"];
+pub const GENERATED: [&str; 2] = ["_vacation", "_forward"];
 
 /// Redirects one delivery may make (Pigeonhole's sieve_max_redirects default).
 pub const MAX_REDIRECTS: usize = 4;
@@ -153,7 +153,8 @@ impl Filter {
     /// The scripts for a delivery to `mailbox` in `domain`, or `None` when there are none
     /// (the message is then delivered as it is, without parsing it).
     pub async fn plan(&self, mailbox: MailboxId, domain: &str) -> Result<Option<Plan>, StoreError> {
-        let globals = self.store.sieve_globals().await?;
+        let domain = domain.to_lowercase();
+        let globals = self.store.sieve_globals_for(&domain).await?;
         let global = |scope: &str, phase: SievePhase| {
             globals
                 .iter()
@@ -161,14 +162,13 @@ impl Filter {
                 .map(|g| g.content.clone())
         };
         let mut texts: Vec<(Script, String)> = Vec::new();
-        let domain = domain.to_lowercase();
         if let Some(t) = global("", SievePhase::Pre) {
             texts.push((Script::Global("pre:*".into()), t));
         }
         if let Some(t) = global(&domain, SievePhase::Pre) {
             texts.push((Script::Global(format!("pre:{domain}")), t));
         }
-        let scripts = self.store.sieve_list(mailbox).await?;
+        let scripts = self.store.sieve_for_delivery(mailbox, GENERATED).await?;
         for name in GENERATED {
             if let Some(s) = scripts.iter().find(|s| s.name == *name) {
                 texts.push((Script::Personal(s.name.clone()), s.content.clone()));

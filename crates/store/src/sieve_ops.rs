@@ -132,6 +132,26 @@ impl Store {
         row.as_ref().map(script).transpose()
     }
 
+    /// The scripts a delivery may run: the active one and those named (the generated
+    /// scripts), without the others' text.
+    pub async fn sieve_for_delivery(
+        &self,
+        mailbox: MailboxId,
+        named: [&str; 2],
+    ) -> Result<Vec<SieveScript>> {
+        let rows = sqlx::query(
+            "SELECT name, content, active, modified FROM sieve_script \
+             WHERE mailbox_id = ? AND (active = 1 OR name IN (?, ?)) ORDER BY name",
+        )
+        .bind(mailbox)
+        .bind(named[0])
+        .bind(named[1])
+        .fetch_all(self.reads())
+        .await
+        .map_err(db)?;
+        rows.iter().map(script).collect()
+    }
+
     /// Stores a script, replacing one of the same name (and keeping it active if it was).
     pub async fn sieve_put(&self, mailbox: MailboxId, name: &str, content: &str) -> Result<()> {
         let (name, content) = (name.to_string(), content.to_string());
@@ -267,9 +287,26 @@ impl Store {
 
     /// Every global filter.
     pub async fn sieve_globals(&self) -> Result<Vec<SieveGlobal>> {
-        let rows = sqlx::query(
-            "SELECT scope, phase, content, modified FROM sieve_global ORDER BY scope, phase DESC",
-        )
+        self.sieve_globals_where(None).await
+    }
+
+    /// The global filters that apply to mail for `domain`: its own and the server-wide ones.
+    pub async fn sieve_globals_for(&self, domain: &str) -> Result<Vec<SieveGlobal>> {
+        self.sieve_globals_where(Some(&domain.to_lowercase())).await
+    }
+
+    async fn sieve_globals_where(&self, domain: Option<&str>) -> Result<Vec<SieveGlobal>> {
+        let rows = match domain {
+            None => sqlx::query(
+                "SELECT scope, phase, content, modified FROM sieve_global \
+                 ORDER BY scope, phase DESC",
+            ),
+            Some(d) => sqlx::query(
+                "SELECT scope, phase, content, modified FROM sieve_global \
+                 WHERE scope IN ('', ?) ORDER BY scope, phase DESC",
+            )
+            .bind(d),
+        }
         .fetch_all(self.reads())
         .await
         .map_err(db)?;

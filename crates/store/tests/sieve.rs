@@ -175,3 +175,41 @@ async fn removing_a_mailbox_removes_its_scripts() {
         .unwrap();
     store.mailbox_delete(&m.address).await.unwrap();
 }
+
+#[tokio::test]
+async fn delivery_reads_only_the_scripts_and_filters_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, m) = with_alice(dir.path()).await;
+    for name in ["_vacation", "mine", "other", "_forward"] {
+        store.sieve_put(m.id, name, "keep;").await.unwrap();
+    }
+    store.sieve_activate(m.id, Some("mine")).await.unwrap();
+    let names: Vec<String> = store
+        .sieve_for_delivery(m.id, ["_vacation", "_forward"])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["_forward", "_vacation", "mine"]);
+    store
+        .sieve_global_set("", SievePhase::Pre, Some("keep;"))
+        .await
+        .unwrap();
+    store
+        .sieve_global_set("example.test", SievePhase::Post, Some("keep;"))
+        .await
+        .unwrap();
+    store
+        .sieve_global_set("other.test", SievePhase::Pre, Some("keep;"))
+        .await
+        .unwrap();
+    let scopes: Vec<String> = store
+        .sieve_globals_for("Example.Test")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.scope)
+        .collect();
+    assert_eq!(scopes, ["", "example.test"]);
+}
