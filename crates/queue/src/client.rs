@@ -716,10 +716,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn stalling_peer_times_out() {
-        let addr = peer(vec![]).await;
-        let e = SmtpSession::connect(
+    /// Connects to a scripted peer that must fail the greeting, and returns the error.
+    async fn connect_error(addr: SocketAddr) -> ClientError {
+        SmtpSession::connect(
             addr,
             "mx.test",
             "me.test",
@@ -729,54 +728,30 @@ mod tests {
         )
         .await
         .err()
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn stalling_peer_times_out() {
+        let addr = peer(vec![]).await;
+        let e = connect_error(addr).await;
         assert!(matches!(e, ClientError::Timeout("the greeting")), "{e}");
     }
 
     #[tokio::test]
     async fn garbage_and_endless_replies_are_errors() {
         let addr = peer(vec!["> HELLO THERE\r\n"]).await;
-        let e = SmtpSession::connect(
-            addr,
-            "mx.test",
-            "me.test",
-            timeouts(),
-            &TlsMode::Never,
-            None,
-        )
-        .await
-        .err()
-        .unwrap();
+        let e = connect_error(addr).await;
         assert!(matches!(e, ClientError::Protocol(_)), "{e}");
         let endless: &'static str =
             Box::leak(format!("> {}", "220-more\r\n".repeat(500)).into_boxed_str());
         let addr = peer(vec![endless]).await;
-        let e = SmtpSession::connect(
-            addr,
-            "mx.test",
-            "me.test",
-            timeouts(),
-            &TlsMode::Never,
-            None,
-        )
-        .await
-        .err()
-        .unwrap();
+        let e = connect_error(addr).await;
         assert!(e.to_string().contains("longer than 100 lines"), "{e}");
         let long: &'static str =
             Box::leak(format!("> 220 {}\r\n", "x".repeat(10_000)).into_boxed_str());
         let addr = peer(vec![long]).await;
-        let e = SmtpSession::connect(
-            addr,
-            "mx.test",
-            "me.test",
-            timeouts(),
-            &TlsMode::Never,
-            None,
-        )
-        .await
-        .err()
-        .unwrap();
+        let e = connect_error(addr).await;
         assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
     }
 
