@@ -911,21 +911,17 @@ impl<'a> Parser<'a> {
         let (mut condstore, mut qresync) = (false, None);
         if self.eat(b' ') {
             self.expect(b'(', "\"(\" to start the SELECT parameters")?;
-            loop {
-                let start = self.pos;
-                match self.word().as_slice() {
+            self.items_to_close("a SELECT parameter", |p, start| {
+                match p.word().as_slice() {
                     b"CONDSTORE" => condstore = true,
                     b"QRESYNC" => {
-                        self.sp("QRESYNC")?;
-                        qresync = Some(self.qresync()?);
+                        p.sp("QRESYNC")?;
+                        qresync = Some(p.qresync()?);
                     }
-                    _ => return Err(self.bad_at(start, "SELECT parameter")),
+                    _ => return Err(p.bad_at(start, "SELECT parameter")),
                 }
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp("a SELECT parameter")?;
-            }
+                Ok(())
+            })?;
         }
         Ok(CommandBody::Select {
             mailbox,
@@ -1010,6 +1006,23 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// The items of a parenthesised list up to and including its ")": `item` parses one
+    /// (given where it starts, for errors); items are separated by one space.
+    fn items_to_close(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Self, usize) -> PResult<()>,
+    ) -> PResult<()> {
+        loop {
+            let start = self.pos;
+            item(self, start)?;
+            if self.eat(b')') {
+                return Ok(());
+            }
+            self.sp(what)?;
+        }
+    }
+
     /// list = "LIST" [SP list-select-opts] SP mailbox SP mbox-or-pat [SP list-return-opts]
     /// (RFC 9051 §9, from RFC 5258 §6).
     fn list(&mut self) -> PResult<CommandBody> {
@@ -1018,20 +1031,16 @@ impl<'a> Parser<'a> {
         // A reference name is an astring and cannot start with "(", so this is unambiguous.
         if self.eat(b'(') {
             if !self.eat(b')') {
-                loop {
-                    let start = self.pos;
-                    select.push(match self.word().as_slice() {
+                self.items_to_close("a LIST selection option", |p, start| {
+                    select.push(match p.word().as_slice() {
                         b"SUBSCRIBED" => ListSelect::Subscribed,
                         b"REMOTE" => ListSelect::Remote,
                         b"RECURSIVEMATCH" => ListSelect::RecursiveMatch,
                         b"SPECIAL-USE" => ListSelect::SpecialUse,
-                        _ => return Err(self.bad_at(start, "LIST selection option")),
+                        _ => return Err(p.bad_at(start, "LIST selection option")),
                     });
-                    if self.eat(b')') {
-                        break;
-                    }
-                    self.sp("a LIST selection option")?;
-                }
+                    Ok(())
+                })?;
             }
             // list-select-mod-opt needs a list-select-base-opt (RFC 5258 §6 grammar; §3:
             // "RECURSIVEMATCH ... MUST NOT occur as the only selection option").
@@ -1065,24 +1074,20 @@ impl<'a> Parser<'a> {
             self.sp("RETURN")?;
             self.expect(b'(', "\"(\" after RETURN")?;
             if !self.eat(b')') {
-                loop {
-                    let start = self.pos;
-                    returns.push(match self.word().as_slice() {
+                self.items_to_close("a LIST return option", |p, start| {
+                    returns.push(match p.word().as_slice() {
                         b"SUBSCRIBED" => ListReturn::Subscribed,
                         b"CHILDREN" => ListReturn::Children,
                         b"SPECIAL-USE" => ListReturn::SpecialUse,
                         b"STATUS" => {
                             // RFC 5819 §2: "STATUS" SP "(" status-att *(SP status-att) ")"
-                            self.sp("STATUS")?;
-                            ListReturn::Status(self.status_items()?)
+                            p.sp("STATUS")?;
+                            ListReturn::Status(p.status_items()?)
                         }
-                        _ => return Err(self.bad_at(start, "LIST return option")),
+                        _ => return Err(p.bad_at(start, "LIST return option")),
                     });
-                    if self.eat(b')') {
-                        break;
-                    }
-                    self.sp("a LIST return option")?;
-                }
+                    Ok(())
+                })?;
             }
         }
         Ok(CommandBody::List {
@@ -1246,21 +1251,17 @@ impl<'a> Parser<'a> {
         self.expect(b'(', "\"(\" after RETURN")?;
         let mut opts = Vec::new();
         if !self.eat(b')') {
-            loop {
-                let start = self.pos;
-                opts.push(match self.word().as_slice() {
+            self.items_to_close("a RETURN option", |p, start| {
+                opts.push(match p.word().as_slice() {
                     b"MIN" => SearchReturn::Min,
                     b"MAX" => SearchReturn::Max,
                     b"ALL" => SearchReturn::All,
                     b"COUNT" => SearchReturn::Count,
                     b"SAVE" => SearchReturn::Save,
-                    _ => return Err(self.bad_at(start, "SEARCH RETURN option")),
+                    _ => return Err(p.bad_at(start, "SEARCH RETURN option")),
                 });
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp("a RETURN option")?;
-            }
+                Ok(())
+            })?;
         }
         self.sp("the RETURN options")?;
         Ok(Some(opts))
@@ -1467,22 +1468,18 @@ impl<'a> Parser<'a> {
         let (mut changed_since, mut vanished) = (None, false);
         if self.eat(b' ') {
             self.expect(b'(', "\"(\" to start the FETCH modifiers")?;
-            loop {
-                let start = self.pos;
-                match self.word().as_slice() {
+            self.items_to_close("a FETCH modifier", |p, start| {
+                match p.word().as_slice() {
                     // chgsince-fetch-mod = "CHANGEDSINCE" SP mod-sequence-value (RFC 7162 §7)
                     b"CHANGEDSINCE" => {
-                        self.sp("CHANGEDSINCE")?;
-                        changed_since = Some(self.number64("the CHANGEDSINCE mod-sequence", true)?);
+                        p.sp("CHANGEDSINCE")?;
+                        changed_since = Some(p.number64("the CHANGEDSINCE mod-sequence", true)?);
                     }
                     b"VANISHED" => vanished = true,
-                    _ => return Err(self.bad_at(start, "FETCH modifier")),
+                    _ => return Err(p.bad_at(start, "FETCH modifier")),
                 }
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp("a FETCH modifier")?;
-            }
+                Ok(())
+            })?;
         }
         // RFC 7162 §3.2.6: VANISHED is a UID FETCH modifier and only with CHANGEDSINCE.
         if vanished && !uid {
@@ -1650,22 +1647,18 @@ impl<'a> Parser<'a> {
         self.sp("the sequence set")?;
         let mut unchanged_since = None;
         if self.eat(b'(') {
-            loop {
-                let start = self.pos;
-                match self.word().as_slice() {
+            self.items_to_close("a STORE modifier", |p, start| {
+                match p.word().as_slice() {
                     b"UNCHANGEDSINCE" => {
-                        self.sp("UNCHANGEDSINCE")?;
+                        p.sp("UNCHANGEDSINCE")?;
                         // mod-sequence-valzer: 0 is allowed and means "fail if changed at all".
                         unchanged_since =
-                            Some(self.number64("the UNCHANGEDSINCE mod-sequence", false)?);
+                            Some(p.number64("the UNCHANGEDSINCE mod-sequence", false)?);
                     }
-                    _ => return Err(self.bad_at(start, "STORE modifier")),
+                    _ => return Err(p.bad_at(start, "STORE modifier")),
                 }
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp("a STORE modifier")?;
-            }
+                Ok(())
+            })?;
             self.sp("the STORE modifiers")?;
         }
         let op = if self.eat(b'+') {
