@@ -250,6 +250,22 @@ impl Store {
             .await;
     }
 
+    /// Which of these blobs have an index row.
+    async fn known_blobs(&self, ids: &[BlobId]) -> Result<std::collections::HashSet<BlobId>> {
+        let marks = vec!["?"; ids.len()].join(",");
+        // Only `?` placeholders are spliced in; every value is bound.
+        let sql = format!("SELECT hash FROM blob WHERE hash IN ({marks})");
+        let mut q = sqlx::query_scalar::<_, Vec<u8>>(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(&id.0[..]);
+        }
+        let rows = q.fetch_all(self.reads()).await.map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok().map(BlobId))
+            .collect())
+    }
+
     /// Removes blob files that no index row refers to and that are older than `min_age`: what a
     /// crash between writing a blob and committing its row leaves behind. Returns how many.
     pub async fn sweep_orphan_blobs(&self, min_age: Duration) -> Result<usize> {
@@ -258,26 +274,39 @@ impl Store {
             .await
             .map_err(|e| StoreError::Io(e.to_string()))??;
         let mut removed = 0;
-        for id in candidates {
-            // The check runs in the writer, so no append can reference the blob in between.
-            let gone = self
+        for chunk in candidates.chunks(500) {
+            // Nearly every file is referenced: one read finds the few that are not, so a
+            // store of a million messages does not queue a million jobs on the writer.
+            let known = self.known_blobs(chunk).await?;
+            let orphans: Vec<BlobId> = chunk
+                .iter()
+                .filter(|id| !known.contains(*id))
+                .copied()
+                .collect();
+            if orphans.is_empty() {
+                continue;
+            }
+            // Confirmed in the writer, so no append can reference a blob in between.
+            removed += self
                 .write(move |tx| {
                     Box::pin(async move {
-                        let refs: Option<i64> =
-                            sqlx::query_scalar("SELECT refs FROM blob WHERE hash = ?")
-                                .bind(&id.0[..])
-                                .fetch_optional(&mut tx.conn)
-                                .await
-                                .map_err(db)?;
-                        if refs.is_none() {
-                            tx.blobs.remove(&id)?;
-                            return Ok(true);
+                        let mut gone = 0;
+                        for id in orphans {
+                            let refs: Option<i64> =
+                                sqlx::query_scalar("SELECT refs FROM blob WHERE hash = ?")
+                                    .bind(&id.0[..])
+                                    .fetch_optional(&mut tx.conn)
+                                    .await
+                                    .map_err(db)?;
+                            if refs.is_none() {
+                                tx.blobs.remove(&id)?;
+                                gone += 1;
+                            }
                         }
-                        Ok(false)
+                        Ok(gone)
                     })
                 })
                 .await?;
-            removed += usize::from(gone);
         }
         Ok(removed)
     }
