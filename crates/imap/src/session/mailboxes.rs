@@ -95,6 +95,8 @@ impl Session {
             // RFC 7162 §3.2.11 and RFC 9051 §6.3.2: the old mailbox is closed first.
             self.untagged("OK [CLOSED] previous mailbox closed");
         }
+        // Listen before reading, so a change in between is not missed.
+        let news = self.shared.store.events().subscribe();
         let Some(folder) = self.find_folder(tag, arg).await else {
             return Next::Continue;
         };
@@ -178,12 +180,7 @@ impl Session {
             "[READ-WRITE]"
         };
         let verb = if examine { "EXAMINE" } else { "SELECT" };
-        self.state = State::Selected(Box::new(Selected {
-            folder,
-            read_only: examine,
-            view,
-            saved: None,
-        }));
+        self.state = State::Selected(Box::new(Selected::new(folder, examine, view, news)));
         self.ok(tag, &format!("{mode} {verb} completed"));
         Next::Continue
     }

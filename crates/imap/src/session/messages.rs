@@ -72,15 +72,21 @@ fn sets_seen(attr: &FetchAttr) -> bool {
     )
 }
 
+/// Whether rendering `attr` needs the message's summary: everything but the index fields and
+/// the whole message (BODY[], RFC822), which is the blob as it is.
 fn needs_summary(attr: &FetchAttr) -> bool {
-    !matches!(
-        attr,
+    match attr {
         FetchAttr::Flags
-            | FetchAttr::InternalDate
-            | FetchAttr::Rfc822Size
-            | FetchAttr::Uid
-            | FetchAttr::ModSeq
-    )
+        | FetchAttr::InternalDate
+        | FetchAttr::Rfc822Size
+        | FetchAttr::Uid
+        | FetchAttr::ModSeq
+        | FetchAttr::Rfc822 => false,
+        FetchAttr::BodySection { section, .. } => {
+            !(section.part.is_empty() && section.text.is_none())
+        }
+        _ => true,
+    }
 }
 
 fn needs_raw(attr: &FetchAttr) -> bool {
@@ -130,6 +136,9 @@ fn has_modseq_key(key: &SearchKey) -> bool {
 /// Output size after which a FETCH pauses so the shell can send what it has.
 const FETCH_BATCH: usize = 256 * 1024;
 
+/// Messages whose summaries are read from the store in one query.
+const SUMMARY_CHUNK: usize = 256;
+
 /// A FETCH whose responses are not all rendered yet.
 #[derive(Debug)]
 pub(crate) struct PendingFetch {
@@ -171,13 +180,20 @@ impl Session {
         }
     }
 
-    async fn summary_of(&self, blob: BlobId, cache: &mut HashMap<BlobId, Summary>) -> Summary {
-        if let Some(s) = cache.get(&blob) {
-            return s.clone();
+    /// The summaries of these messages, in one store query per [`SUMMARY_CHUNK`]. A message
+    /// whose summary cannot be read is treated as having an empty one, and logged.
+    async fn summaries<'a>(
+        &self,
+        messages: impl Iterator<Item = &'a Message>,
+    ) -> HashMap<BlobId, Summary> {
+        let blobs: Vec<BlobId> = messages.map(|m| m.blob).collect();
+        match self.shared.store.summaries(&blobs).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading message summaries");
+                HashMap::new()
+            }
         }
-        let s = self.shared.store.summary(blob).await.unwrap_or_default();
-        cache.insert(blob, s.clone());
-        s
     }
 
     pub(super) async fn fetch(
@@ -281,11 +297,12 @@ impl Session {
             if m.expunged || p.changed_since.is_some_and(|c| m.modseq <= c) {
                 continue;
             }
-            let summary = if want_summary {
-                Some(self.summary_of(m.blob, &mut summaries).await)
-            } else {
-                None
-            };
+            if want_summary && !summaries.contains_key(&m.blob) {
+                // This message and the next ones, in one query.
+                let ahead = p.messages.iter().take(SUMMARY_CHUNK - 1).map(|(_, m)| m);
+                summaries = self.summaries(std::iter::once(&m).chain(ahead)).await;
+            }
+            let summary = want_summary.then(|| summaries.get(&m.blob).cloned().unwrap_or_default());
             let raw = if want_raw {
                 match store.blobs().read(m.blob).await {
                     Ok(r) => Some(r),
@@ -711,14 +728,16 @@ impl Session {
         let empty = Summary::default();
         let mut out = Vec::new();
         for (i, m) in messages.iter().enumerate() {
+            if want_summary && i % SUMMARY_CHUNK == 0 {
+                let end = (i + SUMMARY_CHUNK).min(messages.len());
+                cache = self
+                    .summaries(messages[i..end].iter().filter(|m| !m.expunged))
+                    .await;
+            }
             if m.expunged {
                 continue;
             }
-            let summary = if want_summary {
-                Some(self.summary_of(m.blob, &mut cache).await)
-            } else {
-                None
-            };
+            let summary = want_summary.then(|| cache.get(&m.blob));
             let raw = if want_raw {
                 store.blobs().read(m.blob).await.ok()
             } else {
@@ -733,7 +752,7 @@ impl Session {
                 internal_date: m.internal_date,
                 size: m.size,
                 modseq: m.modseq,
-                summary: summary.as_ref().unwrap_or(&empty),
+                summary: summary.flatten().unwrap_or(&empty),
                 raw: raw.as_deref(),
             };
             if matches(key, &cand, &ctx) {
@@ -889,14 +908,19 @@ impl Session {
             .map(|&i| self.view_messages()[i].clone())
             .collect();
         let mut cache: HashMap<BlobId, Summary> = HashMap::new();
+        let empty = Summary::default();
         let mut infos = Vec::with_capacity(messages.len());
-        for (m, &i) in messages.iter().zip(&found) {
-            let s = self.summary_of(m.blob, &mut cache).await;
+        for (n, (m, &i)) in messages.iter().zip(&found).enumerate() {
+            if n % SUMMARY_CHUNK == 0 {
+                let end = (n + SUMMARY_CHUNK).min(messages.len());
+                cache = self.summaries(messages[n..end].iter()).await;
+            }
+            let s = cache.get(&m.blob).unwrap_or(&empty);
             infos.push(crate::sort::sort_info(
                 i as u32 + 1,
                 m.internal_date,
                 m.size,
-                &s,
+                s,
             ));
         }
         let order = crate::sort::sort(&infos, criteria);
@@ -968,9 +992,14 @@ impl Session {
             .collect();
         let store = self.shared.store.clone();
         let mut cache: HashMap<BlobId, Summary> = HashMap::new();
+        let empty = Summary::default();
         let mut infos = Vec::with_capacity(messages.len());
-        for (m, &i) in messages.iter().zip(&found) {
-            let s = self.summary_of(m.blob, &mut cache).await;
+        for (n, (m, &i)) in messages.iter().zip(&found).enumerate() {
+            if n % SUMMARY_CHUNK == 0 {
+                let end = (n + SUMMARY_CHUNK).min(messages.len());
+                cache = self.summaries(messages[n..end].iter()).await;
+            }
+            let s = cache.get(&m.blob).unwrap_or(&empty);
             let raw = store.blobs().read(m.blob).await.ok();
             let header_end = raw
                 .as_ref()
@@ -980,7 +1009,7 @@ impl Session {
             infos.push(crate::thread::thread_info(
                 id,
                 m.internal_date,
-                &s,
+                s,
                 raw.as_deref().map(|r| &r[..header_end]),
             ));
         }

@@ -13,12 +13,15 @@ use crate::ImapConfig;
 use crate::proto::encode;
 use crate::proto::types::{Command, CommandBody};
 use crate::view::View;
+use mailstead_core::event::{Change, Event};
 use mailstead_directory::Directory;
 use mailstead_store::{Folder, Mailbox, Store};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 
 /// Which optional behaviours the client switched on (RFC 9051 §6.3.1 ENABLE, RFC 7162).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +40,61 @@ pub struct Selected {
     pub view: View,
     /// SEARCHRES (RFC 5182): UIDs of the last SEARCH ... RETURN (SAVE).
     pub saved: Option<Vec<u32>>,
+    /// The store's events since the selection: a command asks the store what changed only
+    /// when one of them concerns this folder, instead of at every command.
+    pub news: broadcast::Receiver<Event>,
+    /// An event concerned the folder and the store was not asked yet.
+    pub stale: bool,
+    /// When the store was last asked.
+    pub looked_at: Instant,
+}
+
+/// How often a selected folder is looked at even without events: changes made by another
+/// process (an admin command removing a mailbox) reach no event bus.
+const LOOK_ANYWAY: Duration = Duration::from_secs(1);
+
+impl Selected {
+    pub fn new(
+        folder: Folder,
+        read_only: bool,
+        view: View,
+        news: broadcast::Receiver<Event>,
+    ) -> Self {
+        Selected {
+            folder,
+            read_only,
+            view,
+            saved: None,
+            news,
+            stale: false,
+            looked_at: Instant::now(),
+        }
+    }
+
+    /// Whether the store must be asked about the folder: an event concerns it (one that is
+    /// newer than the view, or a rename or deletion), events were missed, or it is a while
+    /// since the last look.
+    pub fn has_news(&mut self) -> bool {
+        loop {
+            match self.news.try_recv() {
+                Ok(e) if e.folder == self.folder.id => {
+                    if matches!(e.change, Change::Folder) || e.modseq > self.view.modseq {
+                        self.stale = true;
+                    }
+                }
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(_)) => self.stale = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        self.stale || self.looked_at.elapsed() >= LOOK_ANYWAY
+    }
+
+    /// The store was asked: the view is current.
+    pub fn looked(&mut self) {
+        self.stale = false;
+        self.looked_at = Instant::now();
+    }
 }
 
 /// Where the session is (RFC 9051 §3).

@@ -48,6 +48,10 @@ impl Session {
 
     /// During IDLE: announces whatever changed, expunges included (RFC 9051 §6.3.13).
     pub(crate) async fn idle_check(&mut self) {
+        // Called for an event or a gap in them: always ask the store.
+        if let State::Selected(sel) = &mut self.state {
+            sel.stale = true;
+        }
         self.announce(true).await;
     }
 
@@ -71,35 +75,38 @@ impl Session {
         let State::Selected(sel) = &mut self.state else {
             return;
         };
-        let folder = match store.folder_by_id(sel.folder.id).await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                // The mailbox was deleted under us (RFC 9051 §7.1: BYE is one option; an
-                // untagged NO and deselecting is kinder).
-                self.state = State::Authenticated;
-                self.untagged("NO the selected mailbox was deleted");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the selected folder");
-                return;
-            }
-        };
         let mut caught = Default::default();
-        if folder.highestmodseq > sel.view.modseq {
-            match store.changes_since(folder.id, sel.view.modseq).await {
-                Ok(changes) => {
-                    let recent_from = if sel.read_only {
-                        self.shared.recent.peek(folder.id)
-                    } else {
-                        self.shared.recent.claim(folder.id, folder.uidnext)
-                    };
-                    caught = sel.view.absorb(changes, folder.highestmodseq, recent_from);
+        if sel.has_news() {
+            let folder = match store.folder_by_id(sel.folder.id).await {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    // The mailbox was deleted under us (RFC 9051 §7.1: BYE is one option; an
+                    // untagged NO and deselecting is kinder).
+                    self.state = State::Authenticated;
+                    self.untagged("NO the selected mailbox was deleted");
+                    return;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read folder changes"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the selected folder");
+                    return;
+                }
+            };
+            if folder.highestmodseq > sel.view.modseq {
+                match store.changes_since(folder.id, sel.view.modseq).await {
+                    Ok(changes) => {
+                        let recent_from = if sel.read_only {
+                            self.shared.recent.peek(folder.id)
+                        } else {
+                            self.shared.recent.claim(folder.id, folder.uidnext)
+                        };
+                        caught = sel.view.absorb(changes, folder.highestmodseq, recent_from);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read folder changes"),
+                }
             }
+            sel.folder = folder;
+            sel.looked();
         }
-        sel.folder = folder;
         let mut lines: Vec<u8> = Vec::new();
         if may_expunge && sel.view.has_pending_expunges() {
             let (seqs, uids) = sel.view.take_expunges();
