@@ -42,7 +42,7 @@ pub enum LoginError {
 
 /// A hash of nothing useful, verified when the user does not exist so that a lookup for an
 /// unknown user costs as much as one for a known user.
-const DUMMY_HASH: &str = "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+const DUMMY_HASH: &str = "{ARGON2ID}$argon2id$v=19$m=7168,t=5,p=1$c29tZXNhbHRzb21lc2FsdA$\
                           8D5G3Jw6lR6Gyg0fKuHd3zUe2DWBa4w09Y0nV2JwJ9Q";
 
 impl Directory {

@@ -3,12 +3,12 @@
 //!
 //! Mail clients log in again and again (a phone checks every few minutes, a desktop client
 //! opens several connections), and each argon2id check costs tens of milliseconds of CPU and
-//! 19 MiB of memory. A password verified against a stored hash is remembered, as a keyed
+//! 7 MiB of memory. A password verified against a stored hash is remembered, as a keyed
 //! digest, until the TTL passes or the stored hash changes (a password change). Failures are
 //! never remembered: every wrong guess pays the full price.
 //!
 //! The hashes run on a fixed number of threads, one per core: a burst of logins waits in line
-//! instead of running hundreds of 19 MiB hashes at once on blocking threads whose freed memory
+//! instead of running hundreds of 7 MiB hashes at once on blocking threads whose freed memory
 //! the allocator keeps.
 
 use crate::DirectoryError;

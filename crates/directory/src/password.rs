@@ -33,10 +33,12 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq as _;
 
-/// Argon2id memory cost of new hashes, in KiB: OWASP's minimum (19 MiB).
-pub const ARGON2_M_COST: u32 = 19_456;
-/// Argon2id passes of new hashes (OWASP's minimum with 19 MiB).
-pub const ARGON2_T_COST: u32 = 2;
+/// Argon2id memory cost of new hashes, in KiB (7 MiB). OWASP lists five configurations of
+/// equal strength, from 46 MiB × 1 pass to 7 MiB × 5 passes; the last costs the same CPU and
+/// the least memory, which the threads that check passwords keep (see `ARGON2_MEMORY`).
+pub const ARGON2_M_COST: u32 = 7_168;
+/// Argon2id passes of new hashes (OWASP's with 7 MiB).
+pub const ARGON2_T_COST: u32 = 5;
 /// Argon2id lanes of new hashes.
 pub const ARGON2_P_COST: u32 = 1;
 /// Salt length of new hashes, in bytes.
@@ -262,8 +264,8 @@ thread_local! {
 const ARGON2_KEPT_BLOCKS: usize = 64 * 1024;
 
 /// Hashes a new password:
-/// `{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`, a PHC string with a random
-/// 16-byte salt, a 32-byte output and OWASP's minimum parameters (m=19456 KiB, t=2, p=1).
+/// `{ARGON2ID}$argon2id$v=19$m=7168,t=5,p=1$<salt>$<hash>`, a PHC string with a random
+/// 16-byte salt, a 32-byte output and OWASP's parameters for 7 MiB (m=7168 KiB, t=5, p=1).
 pub fn hash(password: &str) -> Result<String, PasswordError> {
     check_password_len(password)?;
     let mut salt = [0u8; ARGON2_SALT_LEN];
@@ -458,7 +460,7 @@ fn verify_argon2(
     let blocks = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
     let result = ARGON2_MEMORY.with(|memory| match memory.try_borrow_mut() {
-        // The thread's buffer, reused: a fresh 19 MiB for every login is memory the allocator
+        // The thread's buffer, reused: a fresh 7 MiB or more for every login is memory the allocator
         // keeps (glibc raises its mmap threshold after the first free and never gives the
         // heap chunks back), hundreds of MiB after a burst of logins.
         Ok(mut memory) if blocks <= ARGON2_KEPT_BLOCKS => {
@@ -480,8 +482,10 @@ fn verify_argon2(
 
     let weak = algorithm != Algorithm::Argon2id
         || version != Version::V0x13
+        // Any of OWASP's equal configurations is strong enough: at least our memory, and at
+        // least our memory × passes (m=19456,t=2 from earlier versions stays).
         || m < ARGON2_M_COST
-        || t < ARGON2_T_COST
+        || u64::from(m) * u64::from(t) < u64::from(ARGON2_M_COST) * u64::from(ARGON2_T_COST)
         || expected.len() < ARGON2_OUTPUT_LEN
         || salt.as_ref().len() < ARGON2_SALT_LEN;
     Ok((matched, weak))
@@ -1037,12 +1041,14 @@ mod tests {
     const ARGON2_CLI: &[(&str, &str, bool)] = &[
     // m=8192 t=1: weaker than ours (and a 15-byte salt).
     (PW_SIMPLE, "{ARGON2ID}$argon2id$v=19$m=8192,t=1,p=1$UnZLQTRYRzFpSlp0Z0dz$fGqYH7FZFqPGwG0oxK2WSqbV3zbYsuoN/jO7q3bm8o8", true),
-    // Exactly our parameters with a 16-byte salt: no rehash.
+    // Earlier versions' parameters (as strong as ours) with a 16-byte salt: no rehash.
     (PW_UTF8, "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$aGhqc2IwTjRMQzJLMElpcg$b/QUX6iVNuYCOAvm9hw1D+YWn24me+4KJYJZ3OUn41I", false),
-    // More memory but a single pass: t is below ours.
-    (PW_UTF8, "{ARGON2ID}$argon2id$v=19$m=65536,t=1,p=2$dUlVOFRTTlA4TGlGUHZCcg$I4U+N1Wh0CUZYAAIxZOiQt+TF/C3PgK1UcvFKFa3cm8", true),
+    // More memory and a single pass, above OWASP's 46 MiB × 1: no rehash.
+    (PW_UTF8, "{ARGON2ID}$argon2id$v=19$m=65536,t=1,p=2$dUlVOFRTTlA4TGlGUHZCcg$I4U+N1Wh0CUZYAAIxZOiQt+TF/C3PgK1UcvFKFa3cm8", false),
     // Argon2i version 1.0.
     (PW_SIMPLE, "{ARGON2I}$argon2i$v=16$m=4096,t=3,p=1$eFpSTktnb0F1Z1RQVDlUQQ$NLh0l+vskPni7Brr4FPMuN5F/tBsMU1/CIwes8k3sL8", true),
+    // Our memory but fewer passes: rehash.
+    (PW_SIMPLE, "{ARGON2ID}$argon2id$v=19$m=7168,t=2,p=1$c2V2ZW5NaUJzYWx0MTIzNA$OrdM6krqe8ImDo0UPkpR7skkF8U3XOM51UoIi+iDyVo", true),
     ];
 
     /// Stored strings from real tools that we refuse on purpose.
@@ -1388,7 +1394,7 @@ mod tests {
     fn hash_verifies_without_rehash() {
         let stored = hash(PW_UTF8).unwrap();
         assert!(
-            stored.starts_with("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$"),
+            stored.starts_with("{ARGON2ID}$argon2id$v=19$m=7168,t=5,p=1$"),
             "{stored}"
         );
         let fields: Vec<&str> = stored.split('$').collect();
