@@ -85,6 +85,7 @@ pub async fn run(paths: &Paths) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("the outbound queue cannot start: {e}"))?;
     let queue_stop = tokio_util::sync::CancellationToken::new();
     let queue_task = tokio::spawn(queue.clone().run(queue_stop.clone()));
+    raise_open_files(config.max_connections);
     let limits = Limits {
         max_connections: config.max_connections as usize,
         max_per_address: u32::try_from(config.max_connections_per_ip).unwrap_or(u32::MAX),
@@ -181,4 +182,35 @@ pub async fn run(paths: &Paths) -> Result<ExitCode> {
     tracing::info!("stopped");
     drop(lock);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Descriptors the server needs besides its connections: the database, blob files being read
+/// or written, listeners, outbound connections.
+const OWN_FILES: u64 = 512;
+
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor, and the
+/// usual soft limit (1024, from systemd and most shells) is below MAX_CONNECTIONS. Warns when
+/// even the hard limit is too low, since connections beyond it fail at accept.
+fn raise_open_files(max_connections: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(max)) = (limit.current, limit.maximum)
+        && current < max
+    {
+        limit.current = Some(max);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    let have = getrlimit(Resource::Nofile).current;
+    if let Some(have) = have
+        && have < max_connections.saturating_add(OWN_FILES)
+    {
+        tracing::warn!(
+            open_files = have,
+            max_connections,
+            "the open-files limit is below MAX_CONNECTIONS plus {OWN_FILES}; raise it \
+             (systemd: LimitNOFILE) or lower MAX_CONNECTIONS"
+        );
+    }
 }
