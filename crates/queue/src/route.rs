@@ -57,6 +57,11 @@ fn policy_mode(
 /// DANE for a host: `Some` with a verifying configuration when it publishes usable TLSA
 /// records under DNSSEC.
 async fn dane_for(dns: &Dns, host: &str) -> Result<Option<TlsMode>, PlanError> {
+    // RFC 7672 §2.2.1: TLSA records sit under the MX host's name; an address (a static route
+    // or an address MX) has none, and asking DNS for `_25._tcp.127.0.0.1` only leaks the query.
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(None);
+    }
     let records = dns
         .tlsa(&format!("_25._tcp.{host}"))
         .await
