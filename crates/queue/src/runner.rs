@@ -93,7 +93,15 @@ impl Queue {
     }
 
     async fn dispatch(self: &Arc<Self>) -> Result<(), StoreError> {
-        let due = self.store.queue_due(now(), 1000).await?;
+        // Recipients in a delivery before the scan are skipped even if that delivery ends
+        // while the scan runs: the scan may predate the outcome, and sending again would
+        // deliver twice.
+        let busy_before = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let due = self.store.queue_due(now(), 1000, &busy_before).await?;
         if due.is_empty() {
             return Ok(());
         }
@@ -108,7 +116,11 @@ impl Queue {
             let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             for (m, relay) in &with_relay {
                 let mut by_route: HashMap<RouteKey, Vec<_>> = HashMap::new();
-                for r in m.rcpts.iter().filter(|r| !inflight.contains(&r.id)) {
+                for r in m
+                    .rcpts
+                    .iter()
+                    .filter(|r| !inflight.contains(&r.id) && !busy_before.contains(&r.id))
+                {
                     let key = match &relay {
                         Some(rh) => RouteKey::Relay(rh.id),
                         None => RouteKey::Domain(r.domain.clone()),

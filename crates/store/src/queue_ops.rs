@@ -11,6 +11,7 @@ use crate::{Result, Store, StoreError, db};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use std::collections::HashSet;
 
 /// A recipient for the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -363,10 +364,18 @@ impl Store {
     }
 
     /// Messages with recipients due by `now`, not held; each carries only its due recipients.
-    pub async fn queue_due(&self, now: i64, limit: i64) -> Result<Vec<QueuedMessage>> {
+    /// Recipients in `busy` (in a delivery now) are left out, and messages with no other due
+    /// recipient are not read at all: the runner scans after every delivery, while most of the
+    /// queue is being delivered.
+    pub async fn queue_due(
+        &self,
+        now: i64,
+        limit: i64,
+        busy: &HashSet<i64>,
+    ) -> Result<Vec<QueuedMessage>> {
         let mut conn = self.reads().acquire().await.map_err(db)?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT r.message_id FROM queue_rcpt r JOIN queue_message m ON m.id = r.message_id \
+        let due: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT r.message_id, r.id FROM queue_rcpt r JOIN queue_message m ON m.id = r.message_id \
              WHERE r.state = 0 AND r.next_attempt <= ? AND m.held = 0 ORDER BY r.message_id LIMIT ?",
         )
         .bind(now)
@@ -374,6 +383,12 @@ impl Store {
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
+        let mut ids: Vec<i64> = due
+            .iter()
+            .filter(|(_, rcpt)| !busy.contains(rcpt))
+            .map(|(message, _)| *message)
+            .collect();
+        ids.dedup();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -395,7 +410,11 @@ impl Store {
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
-            m.rcpts = rcpts.iter().map(rcpt_row).collect::<Result<_>>()?;
+            m.rcpts = rcpts
+                .iter()
+                .map(rcpt_row)
+                .filter(|r| r.as_ref().map_or(true, |r| !busy.contains(&r.id)))
+                .collect::<Result<_>>()?;
             out.push(m);
         }
         Ok(out)
