@@ -53,7 +53,16 @@ struct Io {
     conn: Connection,
     deflate: Option<Deflate>,
     buf: Vec<u8>,
+    /// The last read filled the buffer: more is coming.
+    streaming: bool,
 }
+
+/// Read buffer of a connection waiting for its client.
+const WAITING_READ: usize = 1024;
+/// Read buffer while a client streams (a literal).
+const STREAM_READ: usize = 64 * 1024;
+/// Output capacity a connection keeps between commands.
+const KEPT_OUTPUT: usize = 16 * 1024;
 
 impl Io {
     /// Sends and clears `out`.
@@ -69,16 +78,31 @@ impl Io {
             None => self.conn.stream.write_all(out).await?,
         }
         out.clear();
+        // A large FETCH's output room is not kept by a connection that then sits idle.
+        if out.capacity() > KEPT_OUTPUT {
+            *out = Vec::new();
+        }
         self.conn.stream.flush().await
     }
 
     /// Reads what the client sent into the framer; `false` at the end of the stream.
+    ///
+    /// Thousands of connections wait here (IDLE), so a waiting read holds a small buffer, and
+    /// a large one only while the client streams (the last read filled the buffer: a literal).
     async fn read(&mut self, framer: &mut Framer) -> io::Result<bool> {
-        self.buf.resize(16 * 1024, 0);
+        let size = if self.streaming {
+            STREAM_READ
+        } else {
+            WAITING_READ
+        };
+        if self.buf.len() != size {
+            self.buf = vec![0; size];
+        }
         let n = self.conn.stream.read(&mut self.buf).await?;
         if n == 0 {
             return Ok(false);
         }
+        self.streaming = n == size;
         let data = self.buf.get(..n).unwrap_or_default();
         match &mut self.deflate {
             Some(d) => d.decompress(data, |b| framer.push(b))?,
@@ -109,6 +133,7 @@ pub async fn run(shared: Arc<Shared>, conn: Connection) {
         conn,
         deflate: None,
         buf: Vec::new(),
+        streaming: false,
     };
     io.conn.stream.set_idle_timeout(LOGIN_TIMEOUT);
     let mut framer = Framer::new(limits(shared.cfg.append_limit, false));
@@ -148,7 +173,10 @@ async fn serve(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::R
                     match parse_command(&bytes, &opts) {
                         Ok(cmd) => {
                             bad_in_a_row = 0;
-                            session.handle(cmd).await
+                            // Boxed here and below: a command's future (store queries and all)
+                            // is large, and inline it would size the task of every connection,
+                            // the idle ones too.
+                            Box::pin(session.handle(cmd)).await
                         }
                         Err(e) => {
                             bad_in_a_row += 1;
@@ -198,7 +226,7 @@ async fn serve(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::R
             };
             while next == Next::Resume {
                 io.send(&mut session.out).await?;
-                next = session.resume().await;
+                next = Box::pin(session.resume()).await;
             }
             if bad_in_a_row >= MAX_BAD_COMMANDS {
                 session
@@ -237,7 +265,7 @@ async fn serve(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::R
                         Some(Err(_)) => b"*".to_vec(),
                         None => return Ok(End::ClientClosed),
                     };
-                    session.auth_line(&line).await;
+                    Box::pin(session.auth_line(&line)).await;
                 }
                 Next::Idle => {
                     if let Some(end) = idle(session, io, framer).await? {
@@ -291,7 +319,7 @@ async fn read_line(
 async fn idle(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::Result<Option<End>> {
     // Listen first, then catch up, so nothing that happens in between is missed.
     let mut events = session.shared.store.events().subscribe();
-    session.idle_check().await;
+    Box::pin(session.idle_check()).await;
     let shutdown = io.conn.shutdown.clone();
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + IDLE_KEEPALIVE, IDLE_KEEPALIVE);
@@ -315,10 +343,10 @@ async fn idle(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::Re
                 }
             }
             event = events.recv() => match event {
-                Ok(e) if session.watches(&e) => session.idle_check().await,
+                Ok(e) if session.watches(&e) => Box::pin(session.idle_check()).await,
                 Ok(_) => {}
                 // Missed events: look at the store, which is the truth.
-                Err(RecvError::Lagged(_)) => session.idle_check().await,
+                Err(RecvError::Lagged(_)) => Box::pin(session.idle_check()).await,
                 Err(RecvError::Closed) => return Ok(Some(End::Shutdown)),
             },
             _ = keepalive.tick() => session.out.extend_from_slice(b"* OK still here\r\n"),

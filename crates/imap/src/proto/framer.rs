@@ -97,6 +97,9 @@ enum State {
     SkipLiteral { remaining: u64, report: Report },
 }
 
+/// Buffer capacity a framer keeps between commands.
+const KEPT_CAPACITY: usize = 4 * 1024;
+
 /// The splitter, one per connection.
 #[derive(Debug)]
 pub struct Framer {
@@ -225,6 +228,10 @@ impl Framer {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            // The room a literal needed is not kept by a connection that then sits idle.
+            if self.buf.capacity() > KEPT_CAPACITY {
+                self.buf = Vec::new();
+            }
         } else if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
