@@ -833,18 +833,22 @@ impl Store {
             .0)
     }
 
-    /// Every message of a folder, in UID order.
+    /// Every message of a folder, in UID order. Rows are converted as they arrive, so a folder
+    /// of 100,000 messages is not also held as 100,000 database rows.
     pub async fn messages(&self, folder: FolderId) -> Result<Vec<MessageMeta>> {
-        let rows = sqlx::query(concat!(
+        use futures::TryStreamExt as _;
+        let mut rows = sqlx::query(concat!(
             "SELECT ",
             message_cols!(),
             " FROM message WHERE folder_id = ? ORDER BY uid"
         ))
         .bind(folder)
-        .fetch_all(self.reads())
-        .await
-        .map_err(db)?;
-        rows.iter().map(message_row).collect()
+        .fetch(self.reads());
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(db)? {
+            out.push(message_row(&row)?);
+        }
+        Ok(out)
     }
 
     pub async fn message(&self, folder: FolderId, uid: u32) -> Result<Option<MessageMeta>> {

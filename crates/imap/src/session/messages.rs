@@ -708,7 +708,7 @@ impl Session {
     }
 
     /// Indices of the messages matching `key`.
-    async fn evaluate(&mut self, key: &SearchKey) -> Vec<usize> {
+    async fn evaluate(&self, key: &SearchKey) -> Vec<usize> {
         let store = self.shared.store.clone();
         let want_summary = key_needs_summary(key);
         let want_raw = needs_content(key);
@@ -723,7 +723,7 @@ impl Session {
             saved,
             tz_offset_secs: 0,
         };
-        let messages: Vec<Message> = self.view_messages().to_vec();
+        let messages = self.view_messages();
         let mut cache: HashMap<BlobId, Summary> = HashMap::new();
         let empty = Summary::default();
         let mut out = Vec::new();
