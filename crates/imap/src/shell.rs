@@ -12,7 +12,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::broadcast::error::RecvError;
 
 /// Time a client has to log in. Before login a connection costs us without serving anyone.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -317,8 +316,7 @@ async fn read_line(
 /// IDLE (RFC 2177, RFC 9051 §6.3.13): tells the client of changes in its selected mailbox as
 /// they happen, until it sends DONE. `Some` when the session is over.
 async fn idle(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::Result<Option<End>> {
-    // Listen first, then catch up, so nothing that happens in between is missed.
-    let mut events = session.shared.store.events().subscribe();
+    // Catch up first; the selected folder's receiver has held every event since SELECT.
     Box::pin(session.idle_check()).await;
     let shutdown = io.conn.shutdown.clone();
     let mut keepalive =
@@ -342,13 +340,7 @@ async fn idle(session: &mut Session, io: &mut Io, framer: &mut Framer) -> io::Re
                     return Ok(Some(End::ClientClosed));
                 }
             }
-            event = events.recv() => match event {
-                Ok(e) if session.watches(&e) => Box::pin(session.idle_check()).await,
-                Ok(_) => {}
-                // Missed events: look at the store, which is the truth.
-                Err(RecvError::Lagged(_)) => Box::pin(session.idle_check()).await,
-                Err(RecvError::Closed) => return Ok(Some(End::Shutdown)),
-            },
+            _ = session.selected_changed() => Box::pin(session.idle_check()).await,
             _ = keepalive.tick() => session.out.extend_from_slice(b"* OK still here\r\n"),
         }
     }

@@ -21,7 +21,10 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 /// Which optional behaviours the client switched on (RFC 9051 §6.3.1 ENABLE, RFC 7162).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,23 +74,38 @@ impl Selected {
         }
     }
 
-    /// Whether the store must be asked about the folder: an event concerns it (one that is
-    /// newer than the view, or a rename or deletion), events were missed, or it is a while
-    /// since the last look.
+    /// Whether an event means the view may be behind: one newer than the view, or a rename or
+    /// deletion, of this folder.
+    fn concerns(&self, e: &Event) -> bool {
+        e.folder == self.folder.id
+            && (matches!(e.change, Change::Folder) || e.modseq > self.view.modseq)
+    }
+
+    /// Whether the store must be asked about the folder: an event concerns it, events were
+    /// missed, or it is a while since the last look.
     pub fn has_news(&mut self) -> bool {
         loop {
             match self.news.try_recv() {
-                Ok(e) if e.folder == self.folder.id => {
-                    if matches!(e.change, Change::Folder) || e.modseq > self.view.modseq {
-                        self.stale = true;
-                    }
-                }
-                Ok(_) => {}
+                Ok(e) => self.stale |= self.concerns(&e),
                 Err(TryRecvError::Lagged(_)) => self.stale = true,
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
         self.stale || self.looked_at.elapsed() >= LOOK_ANYWAY
+    }
+
+    /// Waits for an event that concerns the folder (or a gap in them), for IDLE. Never ends
+    /// once the bus is closed: the server is stopping, which IDLE hears of otherwise.
+    pub async fn changed(&mut self) {
+        loop {
+            match self.news.recv().await {
+                Ok(e) if self.concerns(&e) => break,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+        self.stale = true;
     }
 
     /// The store was asked: the view is current.

@@ -41,17 +41,17 @@ pub(crate) fn flag_list(m: &Message, rev2: bool) -> String {
 }
 
 impl Session {
-    /// Whether a change in the store concerns the selected mailbox.
-    pub(crate) fn watches(&self, event: &mailstead_core::event::Event) -> bool {
-        matches!(&self.state, State::Selected(sel) if sel.folder.id == event.folder)
+    /// Waits until the store reports a change to the selected mailbox; never, when none is
+    /// selected (IDLE in the authenticated state only waits for DONE).
+    pub(crate) async fn selected_changed(&mut self) {
+        match &mut self.state {
+            State::Selected(sel) => sel.changed().await,
+            _ => std::future::pending().await,
+        }
     }
 
     /// During IDLE: announces whatever changed, expunges included (RFC 9051 §6.3.13).
     pub(crate) async fn idle_check(&mut self) {
-        // Called for an event or a gap in them: always ask the store.
-        if let State::Selected(sel) = &mut self.state {
-            sel.stale = true;
-        }
         self.announce(true).await;
     }
 
