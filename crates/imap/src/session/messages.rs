@@ -196,6 +196,17 @@ impl Session {
         }
     }
 
+    /// Before the `n`th of `messages`: at the start of each [`SUMMARY_CHUNK`], replaces `cache`
+    /// with the summaries of that chunk.
+    async fn refill(&self, cache: &mut HashMap<BlobId, Summary>, messages: &[Message], n: usize) {
+        if n.is_multiple_of(SUMMARY_CHUNK) {
+            let end = (n + SUMMARY_CHUNK).min(messages.len());
+            *cache = self
+                .summaries(messages[n..end].iter().filter(|m| !m.expunged))
+                .await;
+        }
+    }
+
     pub(super) async fn fetch(
         &mut self,
         tag: &str,
@@ -302,7 +313,8 @@ impl Session {
                 let ahead = p.messages.iter().take(SUMMARY_CHUNK - 1).map(|(_, m)| m);
                 summaries = self.summaries(std::iter::once(&m).chain(ahead)).await;
             }
-            let summary = want_summary.then(|| summaries.get(&m.blob).cloned().unwrap_or_default());
+            // A message without a summary renders from an empty one (render_attr's default).
+            let summary = summaries.get(&m.blob);
             let raw = if want_raw {
                 match store.blobs().read(m.blob).await {
                     Ok(r) => Some(r),
@@ -327,7 +339,7 @@ impl Session {
                     &mut line,
                     attr,
                     &m,
-                    summary.as_ref(),
+                    summary,
                     raw.as_deref(),
                     &p.opts,
                     p.rev2,
@@ -728,11 +740,8 @@ impl Session {
         let empty = Summary::default();
         let mut out = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            if want_summary && i % SUMMARY_CHUNK == 0 {
-                let end = (i + SUMMARY_CHUNK).min(messages.len());
-                cache = self
-                    .summaries(messages[i..end].iter().filter(|m| !m.expunged))
-                    .await;
+            if want_summary {
+                self.refill(&mut cache, messages, i).await;
             }
             if m.expunged {
                 continue;
@@ -911,10 +920,7 @@ impl Session {
         let empty = Summary::default();
         let mut infos = Vec::with_capacity(messages.len());
         for (n, (m, &i)) in messages.iter().zip(&found).enumerate() {
-            if n % SUMMARY_CHUNK == 0 {
-                let end = (n + SUMMARY_CHUNK).min(messages.len());
-                cache = self.summaries(messages[n..end].iter()).await;
-            }
+            self.refill(&mut cache, &messages, n).await;
             let s = cache.get(&m.blob).unwrap_or(&empty);
             infos.push(crate::sort::sort_info(
                 i as u32 + 1,
@@ -995,10 +1001,7 @@ impl Session {
         let empty = Summary::default();
         let mut infos = Vec::with_capacity(messages.len());
         for (n, (m, &i)) in messages.iter().zip(&found).enumerate() {
-            if n % SUMMARY_CHUNK == 0 {
-                let end = (n + SUMMARY_CHUNK).min(messages.len());
-                cache = self.summaries(messages[n..end].iter()).await;
-            }
+            self.refill(&mut cache, &messages, n).await;
             let s = cache.get(&m.blob).unwrap_or(&empty);
             let raw = store.blobs().read(m.blob).await.ok();
             let header_end = raw
