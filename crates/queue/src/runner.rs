@@ -113,14 +113,11 @@ impl Queue {
         }
         let mut groups: HashMap<RouteKey, (Option<Relayhost>, Vec<QueuedMessage>)> = HashMap::new();
         {
-            let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            // `due` holds no recipient in flight: only this loop starts deliveries, and the
+            // store left out those in flight when the scan began.
             for (m, relay) in &with_relay {
                 let mut by_route: HashMap<RouteKey, Vec<_>> = HashMap::new();
-                for r in m
-                    .rcpts
-                    .iter()
-                    .filter(|r| !inflight.contains(&r.id) && !busy_before.contains(&r.id))
-                {
+                for r in &m.rcpts {
                     let key = match &relay {
                         Some(rh) => RouteKey::Relay(rh.id),
                         None => RouteKey::Domain(r.domain.clone()),

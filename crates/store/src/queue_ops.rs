@@ -410,11 +410,8 @@ impl Store {
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
-            m.rcpts = rcpts
-                .iter()
-                .map(rcpt_row)
-                .filter(|r| r.as_ref().map_or(true, |r| !busy.contains(&r.id)))
-                .collect::<Result<_>>()?;
+            m.rcpts = rcpts.iter().map(rcpt_row).collect::<Result<_>>()?;
+            m.rcpts.retain(|r| !busy.contains(&r.id));
             out.push(m);
         }
         Ok(out)
