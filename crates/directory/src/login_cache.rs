@@ -82,12 +82,6 @@ impl LoginCache {
             },
         );
     }
-
-    /// Forgets an account (its password changed here).
-    pub fn forget(&self, address: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(address);
-    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -169,7 +163,8 @@ mod tests {
         assert!(!c.hit("a@x", "H1", "pW"));
         assert!(!c.hit("a@x", "H2", "pw"), "a changed stored hash");
         assert!(!c.hit("b@x", "H1", "pw"));
-        c.forget("a@x");
+        // A password change stores a new hash; the old entry is replaced.
+        c.remember("a@x", "H2", "new");
         assert!(!c.hit("a@x", "H1", "pw"));
         let short = LoginCache::new(Duration::ZERO);
         short.remember("a@x", "H1", "pw");

@@ -460,9 +460,9 @@ fn verify_argon2(
     let blocks = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
     let result = ARGON2_MEMORY.with(|memory| match memory.try_borrow_mut() {
-        // The thread's buffer, reused: a fresh 7 MiB or more for every login is memory the allocator
-        // keeps (glibc raises its mmap threshold after the first free and never gives the
-        // heap chunks back), hundreds of MiB after a burst of logins.
+        // The thread's buffer, reused: a fresh 7 MiB or more for every login is memory the
+        // allocator keeps (glibc raises its mmap threshold after the first free and never
+        // gives the heap chunks back), hundreds of MiB after a burst of logins.
         Ok(mut memory) if blocks <= ARGON2_KEPT_BLOCKS => {
             memory.resize(blocks, argon2::Block::default());
             argon2.hash_password_into_with_memory(
